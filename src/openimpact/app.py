@@ -1,0 +1,121 @@
+"""create_app(): lifespan, middleware, routers and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openimpact import __version__
+from openimpact.accounts.router import router as accounts_router
+from openimpact.accounts.service import server_secret
+from openimpact.config import Settings, get_settings
+from openimpact.customers.router import router as customers_router
+from openimpact.db import Database
+from openimpact.errors import error_response, install_error_handlers
+from openimpact.impacts.router import router as impacts_router
+from openimpact.migrate import prepare_database
+from openimpact.pagination import CursorCodec
+from openimpact.projects.router import router as projects_router
+from openimpact.ratelimit import make_limiter
+from openimpact.stats.router import router as stats_router
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a JSON 413, reading at most
+    that much, whether or not the client sent Content-Length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, "payload_too_large", f"request body must be at most {self.max_bytes} bytes"
+        )
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.sqlalchemy_url
+        prepare_database(url)
+        db = Database(url)
+        app.state.db = db
+        app.state.cursor_codec = CursorCodec(db.run_sync(server_secret, "cursor", write=True))
+        app.state.limiter = make_limiter(settings.rate_limit, settings.redis_url)
+        try:
+            yield
+        finally:
+            db.dispose()
+
+    app = FastAPI(
+        title="OpenImpact",
+        version=__version__,
+        summary="Open, self-hostable server for the 1ClickImpact API v1.",
+        description=(
+            "Authenticate with the `x-api-key` header. Every error is JSON: "
+            '`{"type": "...", "message": "..."}`. Times are ISO-8601 UTC with milliseconds.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (
+        accounts_router,
+        impacts_router,
+        stats_router,
+        customers_router,
+        projects_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

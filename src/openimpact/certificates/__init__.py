@@ -1,0 +1,1 @@
+"""Public impact certificates: HTML page, share image and printable PDF."""

@@ -1,0 +1,76 @@
+"""Settings, read once from the environment.
+
+Every setting has the prefix ``OPENIMPACT_`` except the two that hosting
+platforms conventionally provide unprefixed: ``DATABASE_URL`` and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)s?\s*$", re.IGNORECASE)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENIMPACT_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "OPENIMPACT_DATABASE_URL"),
+        description="SQLAlchemy URL; postgres://, postgresql:// or sqlite:///path",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "OPENIMPACT_REDIS_URL"),
+        description="Shared rate-limit storage for many workers",
+    )
+    data_dir: Path = Field(default=Path(".openimpact"), description="Where the SQLite file lives")
+    rate_limit: str = Field(default="100/second", description="Per API key, e.g. 20/second, or off")
+    admin_token: str | None = Field(default=None, description="Operator token for /admin/v1")
+    public_url: str | None = Field(
+        default=None, description="Base URL used in certificate links; the request's own by default"
+    )
+    max_body_bytes: int = Field(default=64 * 1024, description="Larger request bodies get 413")
+    idempotency_ttl_hours: int = Field(default=48, description="How long Idempotency-Key is kept")
+    sandbox_stage_seconds: int = Field(
+        default=120, description="Sandbox impacts advance one lifecycle stage this often"
+    )
+    smtp_url: str | None = Field(
+        default=None, description="smtp://user:pass@host:port for customer notifications"
+    )
+    mail_from: str = Field(default="impact@openimpact.local")
+    log_level: str = Field(default="info")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if value.strip().lower() in {"off", "none", "0", "false"}:
+            return "off"
+        if not _RATE_RE.match(value):
+            raise ValueError("OPENIMPACT_RATE_LIMIT must look like '100/second' or 'off'")
+        return value.strip().lower()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the driver SQLAlchemy should use (psycopg 3 for PostgreSQL)."""
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{(self.data_dir / 'openimpact.db').resolve()}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

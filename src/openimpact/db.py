@@ -1,0 +1,123 @@
+"""Engine, metadata and the one place where transactions begin and commit.
+
+Services receive a :class:`~sqlalchemy.orm.Session` that is already inside a
+transaction; they may flush but never commit. :meth:`Database.run` is the
+request boundary: it commits when the service returns and rolls back when it
+raises, so an impact, its totals and its outbox messages land together or not
+at all.
+
+Why services run inline on SQLite: SQLite answers from the same process in
+microseconds and takes one writer at a time anyway, so a hop to a worker thread
+would cost more than the query. PostgreSQL answers over a socket, so there the
+work runs in the thread pool and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (and so
+# auto-incrementing); PostgreSQL wants BIGINT for tables that grow without bound.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=_json_dumps,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_serializer=_json_dumps,
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, and BEGIN IMMEDIATE for writers.
+
+    A deferred transaction that reads and then writes can fail at once with
+    SQLITE_BUSY when another process wrote in between (busy_timeout does not
+    apply to that upgrade), so write transactions take the write lock up front.
+    See https://www.sqlite.org/lang_transaction.html.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("openimpact_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """One engine and the request boundary around it."""
+
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(openimpact_write=True), expire_on_commit=False
+        )
+
+    def session(self, *, write: bool = False) -> Session:
+        return (self._write if write else self._read)()
+
+    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        with self.session(write=write) as session, session.begin():
+            return fn(session, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        if self.is_sqlite:
+            return self.run_sync(fn, *args, write=write)
+        return await anyio.to_thread.run_sync(lambda: self.run_sync(fn, *args, write=write))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,141 @@
+"""The error tree and the handlers that give every error one JSON shape.
+
+    OpenImpactError(type, message, status)
+     ├── KeyError_            401 key_error
+     ├── ValidationFailed     400 validation_error
+     ├── NotFound             404 not_found
+     ├── IdempotencyConflict  409 idempotency_error
+     ├── PayloadTooLarge      413 payload_too_large
+     └── RateLimited          429 rate_limit_error (+ Retry-After)
+
+The official SDKs call ``.json()`` before they look at the status, so every
+answer, a 404 for an unknown path or a 500 included, is ``{"type", "message"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="Machine-readable error class, e.g. key_error")
+    message: str = Field(description="What went wrong, naming the field or parameter")
+
+
+class OpenImpactError(Exception):
+    type = "error"
+    status = 400
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class KeyError_(OpenImpactError):
+    type = "key_error"
+    status = 401
+
+
+class Forbidden(OpenImpactError):
+    type = "forbidden"
+    status = 403
+
+
+class ValidationFailed(OpenImpactError):
+    type = "validation_error"
+    status = 400
+
+
+class NotFound(OpenImpactError):
+    type = "not_found"
+    status = 404
+
+
+class IdempotencyConflict(OpenImpactError):
+    type = "idempotency_error"
+    status = 409
+
+
+class PayloadTooLarge(OpenImpactError):
+    type = "payload_too_large"
+    status = 413
+
+
+class RateLimited(OpenImpactError):
+    type = "rate_limit_error"
+    status = 429
+
+
+_STATUS_TYPES = {
+    400: "validation_error",
+    401: "key_error",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_error",
+}
+
+
+def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None):
+    return JSONResponse({"type": type_, "message": message}, status_code=status, headers=headers)
+
+
+def describe_validation_errors(errors: list[Any]) -> str:
+    """One sentence per problem, each naming the field ("amount: ...")."""
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
+        where = ".".join(loc) if loc else _where_from_type(err)
+        msg = err.get("msg", "is invalid")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        parts.append(f"{where}: {msg}" if where else msg)
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more problems")
+    return "; ".join(parts)
+
+
+def _where_from_type(err: dict[str, Any]) -> str:
+    if err.get("type") in ("json_invalid", "json_type"):
+        return "body"
+    return "body" if err.get("loc", ("",))[0] == "body" else ""
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OpenImpactError)
+    async def _ours(_request: Request, exc: OpenImpactError) -> JSONResponse:
+        return error_response(exc.status, exc.type, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "validation_error", "body: is not valid JSON")
+        return error_response(400, "validation_error", describe_validation_errors(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint"
+        type_ = _STATUS_TYPES.get(exc.status_code, "error")
+        return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error; the request was not applied")

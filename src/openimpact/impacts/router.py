@@ -1,0 +1,334 @@
+"""The impact endpoints: the five impact POSTs, cancel, records and track."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from openimpact.auth import AccountDep, Caller, current_caller
+from openimpact.errors import ValidationFailed
+from openimpact.impacts import schemas, service
+from openimpact.impacts.queries import RecordQuery, list_records
+from openimpact.impacts.service import NewImpact, Outcome
+from openimpact.impacts.tracking import track_view
+from openimpact.kit import email_from_query, error_responses, parse_day, parse_filter_by
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1–255 characters. A retry with the same key and body returns the stored "
+        "answer (header Idempotent-Replayed: true) and creates nothing; the same key with a "
+        "different body is a 409. Kept at least 24 hours.",
+    ),
+]
+_POST_ERRORS = error_responses(400, 401, 409, 413, 429)
+_GET_ERRORS = error_responses(400, 401, 429)
+
+
+async def _idempotent(
+    request: Request, caller: Caller, key: str | None, body: BaseModel, work: Any
+) -> JSONResponse:
+    """Run ``work(session)`` once per Idempotency-Key, replaying stored answers."""
+    if key is not None and not 1 <= len(key) <= 255:
+        raise ValidationFailed("Idempotency-Key: must be 1 to 255 characters")
+    db = request.app.state.db
+    req_hash = service.request_hash(request.url.path, body.model_dump(mode="json", exclude_unset=True))
+
+    def run(session: Any) -> Outcome:
+        if key is not None:
+            stored = service.find_replay(session, caller, key, req_hash)
+            if stored is not None:
+                return stored
+        outcome: Outcome = work(session)
+        if key is not None:
+            service.remember(session, caller, key, req_hash, outcome)
+        return outcome
+
+    try:
+        outcome = await db.run(run, write=True)
+    except service.IdempotencyRace:
+        outcome = await db.run(run, write=True)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+
+
+def _new(impact_type: str, body: Any) -> NewImpact:
+    return NewImpact(
+        impact_type=impact_type,
+        amount=body.amount,
+        category=getattr(body, "category", None),
+        customer_email=body.customer_email,
+        customer_name=body.customer_name,
+        notify=body.notify,
+        metadata=body.metadata,
+    )
+
+
+async def _create(
+    request: Request, caller: Caller, key: str | None, impact_type: str, body: Any
+) -> JSONResponse:
+    new = _new(impact_type, body)
+    return await _idempotent(
+        request, caller, key, body, lambda s: service.record_impact(s, caller, new)
+    )
+
+
+@router.post("/plant_tree", response_model=schemas.PlantTreeResponse, responses=_POST_ERRORS)
+async def plant_tree(
+    request: Request, caller: AccountDep, body: schemas.PlantTreeRequest, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Plant trees, for the organization or on behalf of a customer. One unit is one tree;
+    `category: "food"` plants food-bearing trees."""
+    return await _create(request, caller, key, "tree_planted", body)
+
+
+@router.post("/clean_ocean", response_model=schemas.CleanOceanResponse, responses=_POST_ERRORS)
+async def clean_ocean(
+    request: Request, caller: AccountDep, body: schemas.CleanOceanRequest, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Remove ocean plastic waste, in pounds."""
+    return await _create(request, caller, key, "waste_removed", body)
+
+
+@router.post(
+    "/capture_carbon", response_model=schemas.CaptureCarbonResponse, responses=_POST_ERRORS
+)
+async def capture_carbon(
+    request: Request,
+    caller: AccountDep,
+    body: schemas.CaptureCarbonRequest,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Capture CO₂, in pounds."""
+    return await _create(request, caller, key, "carbon_captured", body)
+
+
+@router.post("/restore_coral", response_model=schemas.RestoreCoralResponse, responses=_POST_ERRORS)
+async def restore_coral(
+    request: Request,
+    caller: AccountDep,
+    body: schemas.RestoreCoralRequest,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Restore coral reefs, in coral fragments."""
+    return await _create(request, caller, key, "coral_restored", body)
+
+
+@router.post("/donate_money", response_model=schemas.DonateMoneyResponse, responses=_POST_ERRORS)
+async def donate_money(
+    request: Request,
+    caller: AccountDep,
+    body: schemas.DonateMoneyRequest,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Donate money, in US cents, to one of the account's causes (its default cause when
+    `category` is omitted)."""
+    return await _create(request, caller, key, "money_donated", body)
+
+
+@router.post(
+    "/cancel_impact",
+    response_model=schemas.CancelResponse,
+    responses=error_responses(400, 401, 404, 409, 413, 429),
+)
+async def cancel_impact(
+    request: Request, caller: AccountDep, body: schemas.CancelRequest, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Cancel and reverse an impact (refund flow). Idempotent: a second call answers
+    "impact was already cancelled" and reverses nothing. Impacts already transferred to
+    the partner or completed can no longer be cancelled (400)."""
+    return await _idempotent(
+        request,
+        caller,
+        key,
+        body,
+        lambda s: service.cancel_impact(s, caller, body.user_id, body.time_utc, body.reason),
+    )
+
+
+class CustomerRef(BaseModel):
+    customer_id: str
+    customer_email: str
+    customer_name: str | None = None
+
+
+class Record(BaseModel):
+    user_id: str
+    time_utc: str = Field(description="ISO-8601 UTC with milliseconds")
+    tree_planted: int | None = None
+    waste_removed: int | None = None
+    carbon_captured: int | None = None
+    coral_restored: int | None = None
+    money_donated: int | None = None
+    category: str | None = None
+    metadata: dict[str, str] | None = None
+    cancelled_on: str | None = Field(default=None, description="Present once cancelled")
+
+
+class CustomerRecord(Record):
+    customer: CustomerRef
+
+
+class RecordsPage(BaseModel):
+    user_records: list[Record]
+    cursor: str | None = Field(default=None, description="Present only when another page exists")
+
+
+class CustomerRecordsPage(BaseModel):
+    customer_records: list[CustomerRecord]
+    cursor: str | None = Field(default=None, description="Present only when another page exists")
+
+
+def _record_query(
+    customers: bool,
+    filter_by: list[str] | None,
+    start_date: str | None,
+    end_date: str | None,
+    limit: int,
+    cursor: str | None,
+    sort_order: str,
+    customer_email: str | None = None,
+) -> RecordQuery:
+    start = parse_day("start_date", start_date)
+    end = parse_day("end_date", end_date)
+    if start and end and start > end:
+        raise ValidationFailed("start_date: must not be after end_date")
+    return RecordQuery(
+        customers=customers,
+        filter_by=parse_filter_by(filter_by),
+        start=start,
+        end=end,
+        limit=limit,
+        descending=sort_order == "desc",
+        cursor=cursor or None,
+        customer_email=customer_email,
+    )
+
+
+FilterBy = Annotated[
+    list[str] | None,
+    Query(
+        description="Repeatable: tree_planted, waste_removed, carbon_captured, coral_restored, "
+        "money_donated",
+        max_length=10,
+    ),
+]
+StartDate = Annotated[
+    str | None, Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10)
+]
+EndDate = Annotated[str | None, Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10)]
+Limit = Annotated[int, Query(ge=0, le=1000, description="Records per page, 0–1000")]
+Cursor = Annotated[
+    str | None, Query(description="From the previous page's response", max_length=500)
+]
+SortOrder = Annotated[str, Query(pattern="^(asc|desc)$", description="asc (default) or desc")]
+
+
+def _page_response(key: str, records: list[dict[str, Any]], cursor: str | None) -> JSONResponse:
+    body: dict[str, Any] = {key: records}
+    if cursor is not None:
+        body["cursor"] = cursor
+    return JSONResponse(body)
+
+
+@router.get("/records", response_model=RecordsPage, responses=_GET_ERRORS)
+async def records(
+    request: Request,
+    caller: AccountDep,
+    filter_by: FilterBy = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    limit: Limit = 10,
+    cursor: Cursor = None,
+    sort_order: SortOrder = "asc",
+) -> JSONResponse:
+    """The organization's own impacts (not those on behalf of customers), by `time_utc`."""
+    query = _record_query(False, filter_by, start_date, end_date, limit, cursor, sort_order)
+    found, next_cursor = await request.app.state.db.run(
+        list_records, caller, query, request.app.state.cursor_codec
+    )
+    return _page_response("user_records", found, next_cursor)
+
+
+@router.get("/customer_records", response_model=CustomerRecordsPage, responses=_GET_ERRORS)
+async def customer_records(
+    request: Request,
+    caller: AccountDep,
+    customer_email: Annotated[str | None, Query(max_length=254)] = None,
+    filter_by: FilterBy = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    limit: Limit = 10,
+    cursor: Cursor = None,
+    sort_order: SortOrder = "asc",
+) -> JSONResponse:
+    """Impacts made on behalf of customers, each with its nested `customer`; optionally for
+    one customer."""
+    query = _record_query(
+        True,
+        filter_by,
+        start_date,
+        end_date,
+        limit,
+        cursor,
+        sort_order,
+        email_from_query(customer_email) or None,
+    )
+    found, next_cursor = await request.app.state.db.run(
+        list_records, caller, query, request.app.state.cursor_codec
+    )
+    return _page_response("customer_records", found, next_cursor)
+
+
+class TrackResponse(BaseModel):
+    tracking_id: str = Field(description="user_id + '-' + time_utc")
+    impact_initiated: str
+    tree_planted: int | None = None
+    waste_removed: int | None = None
+    carbon_captured: int | None = None
+    coral_restored: int | None = None
+    money_donated: int | None = None
+    category: str | None = None
+    donation_available: str | None = None
+    donation_sent: str | None = None
+    assigned_agent: str | None = None
+    project_location: str | None = None
+    location_map: str | None = Field(default=None, description="Google Maps embed URL")
+    impact_completed: str | None = None
+    project_id: str | None = None
+    donation_category: str | None = None
+    certificate: str | None = Field(default=None, description="Certificate URL (production)")
+    impact_video: str | None = None
+    live_session_date: str | None = None
+    is_test_transaction: bool | None = None
+    is_bonus_impact: bool | None = None
+    cancelled_on: str | None = None
+    cancellation_reason: str | None = None
+
+
+def public_base_url(request: Request) -> str:
+    configured = request.app.state.settings.public_url
+    return configured or str(request.base_url)
+
+
+@router.get("/track", response_model=TrackResponse, responses=error_responses(400, 401, 404, 429))
+async def track(
+    request: Request,
+    caller: AccountDep,
+    user_id: Annotated[str, Query(max_length=64)],
+    time_utc: Annotated[str, Query(max_length=64)],
+) -> JSONResponse:
+    """Lifecycle of one impact: fields appear as its stages are reached."""
+    base = public_base_url(request)
+
+    def view(session: Any) -> dict[str, Any]:
+        impact = service.find_impact(session, caller, user_id, time_utc.replace(" ", "+"))
+        return track_view(session, impact, caller.user_id, base)
+
+    return JSONResponse(await request.app.state.db.run(view))

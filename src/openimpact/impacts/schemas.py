@@ -1,0 +1,176 @@
+"""Wire shapes of the impact endpoints (1ClickImpact API v1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
+
+from openimpact.kit import SafeStr
+
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+RESERVED_METADATA_KEYS = frozenset({"gift", "widgetID"})
+MAX_UNITS = 10_000_000
+MAX_CENTS = 1_000_000_000
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if len(value) > 254 or not _EMAIL_RE.match(value):
+        raise ValueError("must be an email address like jane@example.com")
+    return value
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 20:
+        raise ValueError("at most 20 key-value pairs")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40:
+            raise ValueError(f"key '{key[:40]}' must be 1 to 40 characters")
+        if key in RESERVED_METADATA_KEYS:
+            raise ValueError(f"key '{key}' is reserved")
+        if len(item) > 500:
+            raise ValueError(f"value of '{key}' must be at most 500 characters")
+    return value
+
+
+Email = Annotated[SafeStr, AfterValidator(_email)]
+Metadata = Annotated[dict[SafeStr, SafeStr], AfterValidator(_metadata)]
+
+
+class _ImpactRequestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_email: Email | None = Field(
+        default=None,
+        description="Create the impact on behalf of this customer (auto-onboards them).",
+        examples=["jane@example.com"],
+    )
+    customer_name: SafeStr | None = Field(
+        default=None,
+        max_length=200,
+        description="Display name of the customer; requires customer_email.",
+    )
+    notify: StrictBool | None = Field(
+        default=None,
+        description="Email the customer about this impact (default true; always off in sandbox).",
+    )
+    metadata: Metadata | None = Field(
+        default=None,
+        description="Up to 20 string pairs (key ≤ 40, value ≤ 500 chars); 'gift' and 'widgetID' "
+        "are reserved.",
+    )
+
+    @model_validator(mode="after")
+    def _name_needs_email(self) -> _ImpactRequestBase:
+        if self.customer_name is not None and self.customer_email is None:
+            raise ValueError("customer_name: requires customer_email")
+        return self
+
+
+class PlantTreeRequest(_ImpactRequestBase):
+    amount: StrictInt = Field(ge=1, le=MAX_UNITS, description="Trees to plant (1–10,000,000).")
+    category: Literal["food"] | None = Field(
+        default=None,
+        description='Only "food": food-bearing trees, with live planting sessions.',
+    )
+
+
+class CleanOceanRequest(_ImpactRequestBase):
+    amount: StrictInt = Field(
+        ge=1, le=MAX_UNITS, description="Pounds of ocean plastic to remove (1–10,000,000)."
+    )
+
+
+class CaptureCarbonRequest(_ImpactRequestBase):
+    amount: StrictInt = Field(
+        ge=1, le=MAX_UNITS, description="Pounds of CO₂ to capture (1–10,000,000)."
+    )
+
+
+class RestoreCoralRequest(_ImpactRequestBase):
+    amount: StrictInt = Field(
+        ge=1, le=MAX_UNITS, description="Coral fragments to restore (1–10,000,000)."
+    )
+
+
+class DonateMoneyRequest(_ImpactRequestBase):
+    amount: StrictInt = Field(
+        ge=1, le=MAX_CENTS, description="US cents to donate (1–1,000,000,000); 500 = $5.00."
+    )
+    category: SafeStr | None = Field(
+        default=None,
+        max_length=40,
+        description="Cause to fund, one of the account's allowed causes; the account's default "
+        "cause when omitted.",
+    )
+
+
+class CustomerOut(BaseModel):
+    customer_id: str = Field(description="Stable id of the customer")
+    customer_email: str
+    customer_name: str | None = None
+
+
+class _ImpactResponseBase(BaseModel):
+    user_id: str = Field(description="The account's user id")
+    time_utc: str = Field(
+        description="When the impact was recorded: ISO-8601 UTC with milliseconds. Unique per "
+        "account and environment; with user_id it identifies the impact."
+    )
+    customer: CustomerOut | None = Field(
+        default=None, description="Present only for an impact on behalf of a customer"
+    )
+
+
+class PlantTreeResponse(_ImpactResponseBase):
+    tree_planted: int
+    category: str | None = Field(default=None, description="Present only when given")
+
+
+class CleanOceanResponse(_ImpactResponseBase):
+    waste_removed: int
+
+
+class CaptureCarbonResponse(_ImpactResponseBase):
+    carbon_captured: int
+
+
+class RestoreCoralResponse(_ImpactResponseBase):
+    coral_restored: int
+
+
+class DonateMoneyResponse(_ImpactResponseBase):
+    money_donated: int
+    category: str | None = Field(default=None, description="Present only when given")
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: SafeStr = Field(max_length=64, description="user_id of the impact")
+    time_utc: SafeStr = Field(max_length=64, description="time_utc of the impact")
+    reason: SafeStr | None = Field(default=None, max_length=200, description="Why (≤ 200 chars)")
+
+
+class CancelResponse(BaseModel):
+    user_id: str
+    time_utc: str
+    cancelled_on: str = Field(description="When the impact was cancelled (first call)")
+    message: str = Field(description='"impact cancelled" or "impact was already cancelled"')
+    reason: str | None = None
+    tree_planted: int | None = None
+    waste_removed: int | None = None
+    carbon_captured: int | None = None
+    coral_restored: int | None = None
+    money_donated: int | None = None
+    category: str | None = None

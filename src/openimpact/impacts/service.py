@@ -1,0 +1,364 @@
+"""Recording and cancelling impacts.
+
+One impact write is one transaction, in this order:
+
+1. look up the Idempotency-Key (a stored answer is replayed or refused);
+2. update the ledger row of the account and environment: add the amount to
+   the totals and allocate ``time_utc`` (the row lock serializes writers of
+   one account and environment, which is what makes ``time_utc`` unique);
+3. onboard or rename the customer;
+4. insert the impact, add to the daily series, queue the notification;
+5. store the answer under the Idempotency-Key.
+
+A second request with the same key that raced past step 1 fails at step 5 on
+the unique constraint; the boundary retries it, and step 1 then replays.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from openimpact.accounts.models import Account, Ledger
+from openimpact.auth import Caller
+from openimpact.customers.models import Customer
+from openimpact.errors import IdempotencyConflict, NotFound, ValidationFailed
+from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.notifications.models import OutboxMessage
+from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
+
+_ledger = Ledger.__table__
+_impacts = Impact.__table__
+_daily = DailyImpact.__table__
+_customers = Customer.__table__
+_idem = IdempotencyRecord.__table__
+_outbox = OutboxMessage.__table__
+
+CANCELLABLE_STAGES = ("initiated", "donation_received")
+
+
+class IdempotencyRace(Exception):
+    """Another request with the same Idempotency-Key committed first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewImpact:
+    impact_type: str
+    amount: int
+    category: str | None
+    customer_email: str | None
+    customer_name: str | None
+    notify: bool | None
+    metadata: dict[str, str] | None
+
+
+def request_hash(path: str, body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{path}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def find_replay(
+    session: Session, caller: Caller, key: str, req_hash: str
+) -> Outcome | None:
+    row = session.execute(
+        select(_idem.c.request_hash, _idem.c.status_code, _idem.c.response_body).where(
+            _idem.c.account_id == caller.account_id,
+            _idem.c.env == caller.env,
+            _idem.c.key == key,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row[0] != req_hash:
+        raise IdempotencyConflict(
+            "Idempotency-Key was already used with a different request; "
+            "use a new key for a new request"
+        )
+    return Outcome(status=row[1], body=json.loads(row[2]), replayed=True)
+
+
+def remember(
+    session: Session, caller: Caller, key: str, req_hash: str, outcome: Outcome
+) -> None:
+    # No savepoint: on a conflict the whole transaction is void anyway and
+    # the boundary rolls it back before replaying the stored answer.
+    try:
+        session.execute(
+            insert(_idem).values(
+                account_id=caller.account_id,
+                env=caller.env,
+                key=key,
+                request_hash=req_hash,
+                status_code=outcome.status,
+                response_body=json.dumps(outcome.body, separators=(",", ":")),
+                created_ms=now_ms(),
+            )
+        )
+    except IntegrityError:
+        raise IdempotencyRace() from None
+
+
+def _new_certificate_id() -> str:
+    # 100 random bits in a URL-safe lower-case alphabet: unguessable, and easy
+    # to read aloud or type from a printed certificate.
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+def _allowed_cause(session: Session, caller: Caller, requested: str | None) -> str:
+    causes = session.scalar(select(Account.causes).where(Account.id == caller.account_id)) or [
+        "trees"
+    ]
+    if requested is None:
+        return causes[0]
+    if requested not in causes:
+        raise ValidationFailed(
+            f"category: '{requested}' is not a cause configured for this account; "
+            f"allowed: {', '.join(causes)}"
+        )
+    return requested
+
+
+def record_impact(session: Session, caller: Caller, new: NewImpact) -> Outcome:
+    cause = None
+    if new.impact_type == "money_donated":
+        cause = _allowed_cause(session, caller, new.category)
+
+    on_behalf = new.customer_email is not None
+    column = ("customer_" if on_behalf else "user_") + new.impact_type
+    now = now_ms()
+    # max(last + 1, now) without dialect functions: strictly increasing per
+    # account and environment, and equal to the wall clock unless a burst
+    # of more than 1000 impacts a second runs ahead of it.
+    time_ms = session.execute(
+        update(_ledger)
+        .where(_ledger.c.account_id == caller.account_id, _ledger.c.env == caller.env)
+        .values(
+            {
+                "last_ms": case(
+                    (_ledger.c.last_ms >= now, _ledger.c.last_ms + 1), else_=literal(now)
+                ),
+                column: _ledger.c[column] + new.amount,
+            }
+        )
+        .returning(_ledger.c.last_ms)
+    ).scalar_one()
+
+    customer_out = None
+    customer_pk = None
+    if on_behalf:
+        assert new.customer_email is not None
+        customer_pk, customer_out = _onboard(
+            session, caller, new.customer_email, new.customer_name, time_ms
+        )
+
+    production = caller.env == "production"
+    notify = production and (new.notify is not False) and on_behalf
+    session.execute(
+        insert(_impacts).values(
+            account_id=caller.account_id,
+            env=caller.env,
+            time_ms=time_ms,
+            impact_type=new.impact_type,
+            amount=new.amount,
+            category=new.category,
+            cause=cause,
+            customer_pk=customer_pk,
+            is_customer=on_behalf,
+            metadata=new.metadata or None,
+            notify=notify,
+            is_bonus=False,
+            certificate_id=_new_certificate_id() if production else None,
+            stage="initiated",
+        )
+    )
+    _add_daily(session, caller, day_of(time_ms), new.impact_type, new.amount)
+
+    body: dict[str, Any] = {
+        "user_id": caller.user_id,
+        new.impact_type: new.amount,
+        "time_utc": ms_to_iso(time_ms),
+    }
+    if new.category is not None:
+        body["category"] = new.category
+    if customer_out is not None:
+        body["customer"] = customer_out
+    if notify:
+        session.execute(
+            insert(_outbox).values(
+                kind="email",
+                account_id=caller.account_id,
+                env=caller.env,
+                payload={"template": "impact_created", "user_id": caller.user_id, **body},
+                created_ms=now,
+                next_attempt_ms=now,
+                attempts=0,
+            )
+        )
+    return Outcome(status=200, body=body)
+
+
+def _onboard(
+    session: Session, caller: Caller, email: str, name: str | None, time_ms: int
+) -> tuple[int, dict[str, Any]]:
+    """One customer per email (case-insensitive) per account and environment.
+
+    Safe without upsert syntax: the caller holds the ledger row lock, so no
+    other writer of this account and environment can be here at once.
+    """
+    email_key = email.lower()
+    row = session.execute(
+        select(_customers.c.id, _customers.c.customer_id, _customers.c.email, _customers.c.name)
+        .where(
+            _customers.c.account_id == caller.account_id,
+            _customers.c.env == caller.env,
+            _customers.c.email_key == email_key,
+        )
+    ).first()
+    if row is None:
+        customer_id = "C" + secrets.token_hex(8)
+        pk = session.execute(
+            insert(_customers)
+            .values(
+                customer_id=customer_id,
+                account_id=caller.account_id,
+                env=caller.env,
+                email=email,
+                email_key=email_key,
+                name=name,
+                onboarded_ms=time_ms,
+            )
+            .returning(_customers.c.id)
+        ).scalar_one()
+        return pk, _customer_out(customer_id, email, name)
+    pk, customer_id, stored_email, stored_name = row
+    if name is not None and name != stored_name:
+        session.execute(update(_customers).where(_customers.c.id == pk).values(name=name))
+        stored_name = name
+    return pk, _customer_out(customer_id, stored_email, stored_name)
+
+
+def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"customer_id": customer_id, "customer_email": email}
+    if name is not None:
+        out["customer_name"] = name
+    return out
+
+
+def _add_daily(session: Session, caller: Caller, day: str, column: str, amount: int) -> None:
+    # Update-then-insert is race-free here for the same reason as _onboard.
+    where = and_(
+        _daily.c.account_id == caller.account_id, _daily.c.env == caller.env, _daily.c.day == day
+    )
+    result = session.execute(update(_daily).where(where).values({column: _daily.c[column] + amount}))
+    if result.rowcount == 0:
+        session.execute(
+            insert(_daily).values(
+                account_id=caller.account_id, env=caller.env, day=day, **{column: amount}
+            )
+        )
+
+
+def find_impact(session: Session, caller: Caller, user_id: str, time_utc: str) -> Impact:
+    """The caller's own impact, or the same 404 whether it is someone else's or
+    does not exist (OWASP API1: never confirm another account's data)."""
+    time_ms = parse_iso_ms(time_utc)
+    if time_ms is None:
+        raise ValidationFailed(
+            "time_utc: must be an ISO-8601 UTC timestamp like 2024-09-16T20:34:04.429Z"
+        )
+    impact = None
+    if user_id.strip() == caller.user_id:
+        impact = session.scalar(
+            select(Impact).where(
+                Impact.account_id == caller.account_id,
+                Impact.env == caller.env,
+                Impact.time_ms == time_ms,
+            )
+        )
+    if impact is None:
+        raise NotFound("no impact with this user_id and time_utc")
+    return impact
+
+
+def cancel_impact(
+    session: Session, caller: Caller, user_id: str, time_utc: str, reason: str | None
+) -> Outcome:
+    impact = find_impact(session, caller, user_id, time_utc)
+    now = now_ms()
+    # The conditional update is the exactly-once gate: of two concurrent
+    # cancels, the second waits on the row lock and then matches nothing.
+    result = session.execute(
+        update(_impacts)
+        .where(
+            _impacts.c.id == impact.id,
+            _impacts.c.cancelled_ms.is_(None),
+            _impacts.c.stage.in_(CANCELLABLE_STAGES),
+        )
+        .values(cancelled_ms=now, cancellation_reason=reason)
+    )
+    if result.rowcount == 1:
+        column = ("customer_" if impact.is_customer else "user_") + impact.impact_type
+        session.execute(
+            update(_ledger)
+            .where(_ledger.c.account_id == caller.account_id, _ledger.c.env == caller.env)
+            .values({column: _ledger.c[column] - impact.amount})
+        )
+        _add_daily(session, caller, day_of(impact.time_ms), impact.impact_type, -impact.amount)
+        return Outcome(200, _cancel_body(caller, impact, now, reason, "impact cancelled"))
+
+    session.refresh(impact)
+    if impact.cancelled_ms is not None:
+        return Outcome(
+            200,
+            _cancel_body(
+                caller,
+                impact,
+                impact.cancelled_ms,
+                impact.cancellation_reason,
+                "impact was already cancelled",
+            ),
+        )
+    raise ValidationFailed(
+        f"impact cannot be cancelled: it has already been {_STAGE_WORDS[impact.stage]}; "
+        "only impacts that are Initiated or Donation Received can be cancelled"
+    )
+
+
+_STAGE_WORDS = {
+    "initiated": "initiated",
+    "donation_received": "received",
+    "transferred": "transferred to the partner",
+    "completed": "completed",
+}
+
+
+def _cancel_body(
+    caller: Caller, impact: Impact, cancelled_ms: int, reason: str | None, message: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": caller.user_id,
+        "time_utc": ms_to_iso(impact.time_ms),
+        "cancelled_on": ms_to_iso(cancelled_ms),
+        "message": message,
+        impact.impact_type: impact.amount,
+    }
+    if reason:
+        body["reason"] = reason
+    if impact.category is not None:
+        body["category"] = impact.category
+    return body

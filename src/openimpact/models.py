@@ -1,0 +1,25 @@
+"""Imports every table so that ``Base.metadata`` (and Alembic) sees them all."""
+
+from openimpact.accounts.models import Account, ApiKey, Ledger, ServerSecret
+from openimpact.customers.models import Customer
+from openimpact.db import Base
+from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.notifications.models import OutboxMessage
+from openimpact.projects.models import Cause, Partner, Project, Sdg
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Base",
+    "Cause",
+    "Customer",
+    "DailyImpact",
+    "IdempotencyRecord",
+    "Impact",
+    "Ledger",
+    "OutboxMessage",
+    "Partner",
+    "Project",
+    "Sdg",
+    "ServerSecret",
+]

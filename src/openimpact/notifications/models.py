@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openimpact.db import Base, BigIntPK
+
+
+class OutboxMessage(Base):
+    """A message to leave the system (email, webhook), written in the same
+    transaction as the change it reports and delivered later by the worker."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "email"
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    env: Mapped[str] = mapped_column(String(10))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
+    failed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "delivered_ms", "failed_ms", "next_attempt_ms"),)

@@ -1,0 +1,60 @@
+"""Times on the wire are ISO-8601 UTC with milliseconds and a ``Z``; in the
+database they are integer milliseconds since the epoch (portable, exact, and a
+natural keyset for pagination)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS_PER_DAY = 86_400_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def ms_to_iso(ms: int) -> str:
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def datetime_to_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def parse_iso_ms(value: str) -> int | None:
+    """Parse an ISO-8601 timestamp to epoch ms; None when it is not one.
+
+    Naive timestamps are read as UTC. Sub-millisecond precision that is not
+    zero cannot name an impact, so it is rejected too.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.microsecond % 1000:
+        return None
+    try:
+        return datetime_to_ms(dt)
+    except OverflowError:
+        return None
+
+
+def day_of(ms: int) -> str:
+    return ms_to_iso(ms)[:10]
+
+
+def day_start_ms(d: date) -> int:
+    return datetime_to_ms(datetime(d.year, d.month, d.day, tzinfo=UTC))
