@@ -76,6 +76,34 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _describe_real_errors(app: FastAPI) -> None:
+    """Make /openapi.json tell the truth: validation errors are 400 ``{type,
+    message}`` here (the SDKs expect that), never FastAPI's default 422."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.get("responses", {})
+                responses.pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -112,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projects_router,
     ):
         app.include_router(router)
+
+    _describe_real_errors(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
