@@ -98,7 +98,7 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> TestDatabase:
 
 
 @pytest.fixture(scope="session")
-def postgres_database(postgres_server: str) -> Iterator[TestDatabase]:
+def postgresql_database(postgres_server: str) -> Iterator[TestDatabase]:
     name, url = _create_postgres_database(postgres_server)
     try:
         prepare_database(_driver_url(url))

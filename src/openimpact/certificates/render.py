@@ -1,4 +1,4 @@
-"""Render a public impact certificate as an HTML page, a 1200×630 share image and an A4 PDF.
+"""Render a public impact certificate as an HTML page, a 1200x630 share image and an A4 PDF.
 
 Everything here is a pure function of a ``CertificateView`` so the web layer, background
 workers and tests can render certificates without a database or a web framework.
@@ -14,7 +14,7 @@ import io
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,11 @@ class CertificateView:
     page_url: str  # absolute URL of the public certificate page; the QR code points here
     image_url: str  # absolute URL of the PNG (for og:image)
     pdf_url: str  # absolute URL of the PDF
-    impact_type: str  # "tree_planted" | "waste_removed" | "carbon_captured" | "coral_restored" | "money_donated"
+    # "tree_planted" | "waste_removed" | "carbon_captured" | "coral_restored" | "money_donated"
+    impact_type: str
     amount: int  # trees, lbs, lbs CO2, coral fragments, or US cents
-    category: str | None  # "food" for food trees; for donations the cause label e.g. "planting trees"
+    # "food" for food trees; for donations the cause label, e.g. "planting trees"
+    category: str | None
     business_name: str  # the account's display name, e.g. "Acme"
     customer_name: str | None  # shown as "on behalf of Jane" when set; NEVER an email
     issued_at: datetime  # when the impact was initiated (UTC)
@@ -117,7 +119,7 @@ def _kind(impact_type: str) -> _Kind:
 
 
 def _quantity(impact_type: str, amount: int, category: str | None) -> str:
-    """The counted thing without its verb ("5 food trees", "$5.00"), reused by headline and description."""
+    """The counted thing without its verb ("5 food trees", "$5.00"); headline reuses it."""
     _kind(impact_type)
     if amount < 0:
         raise ValueError(f"amount must not be negative: {amount}")
@@ -144,15 +146,15 @@ def describe_impact(impact_type: str, amount: int, category: str | None = None) 
 
 
 def _customer(view: CertificateView) -> str | None:
-    """The customer's name if it is safe to publish: anything with "@" may be an email, so drop it."""
+    """The customer's name if safe to publish: anything with "@" may be an email, so drop it."""
     name = " ".join((view.customer_name or "").split())
     return name if name and "@" not in name else None
 
 
 def headline(view: CertificateView) -> str:
     """One sentence naming who did what, e.g. "Acme donated $5.00 to planting trees"."""
-    kind = _kind(view.impact_type)
-    text = f"{view.business_name.strip()} {kind.verb} {_quantity(view.impact_type, view.amount, view.category)}"
+    quantity = _quantity(view.impact_type, view.amount, view.category)
+    text = f"{view.business_name.strip()} {_kind(view.impact_type).verb} {quantity}"
     if view.impact_type == "money_donated" and view.category:
         text += f" to {view.category}"
     customer = _customer(view)
@@ -160,7 +162,7 @@ def headline(view: CertificateView) -> str:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _date(moment: datetime) -> str:
@@ -174,7 +176,7 @@ def _date_time(moment: datetime) -> str:
 
 
 def _web_url(url: str | None) -> str | None:
-    """Only http(s) URLs may become links or iframes; anything else (javascript:, data:) is dropped."""
+    """Only http(s) URLs may become links or iframes; javascript:, data: etc. are dropped."""
     if not url:
         return None
     try:
@@ -201,7 +203,9 @@ def _stage_rows(view: CertificateView) -> list[_StageRow]:
         elif view.status == "void":
             rows.append(_StageRow(stage.label, "not reached", "pending"))
         else:
-            rows.append(_StageRow(stage.label, "pending", "pending" if current_marked else "current"))
+            rows.append(
+                _StageRow(stage.label, "pending", "pending" if current_marked else "current")
+            )
             current_marked = True
     return rows
 
@@ -235,14 +239,16 @@ def _share_links(page_url: str, text: str) -> dict[str, str]:
 
 
 def _qr_image(url: str, box_size: int) -> Image.Image:
-    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_size, border=4)
+    code = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_size, border=4
+    )
     code.add_data(url)
     code.make(fit=True)
     return code.make_image(image_factory=PilImage).get_image().convert("RGB")
 
 
 def qr_png(url: str, box_size: int = 8) -> bytes:
-    """QR code PNG pointing at ``url``; medium error correction survives print and screen scaling."""
+    """QR code PNG for ``url``; medium error correction survives print and screen scaling."""
     buffer = io.BytesIO()
     _qr_image(url, box_size).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -253,6 +259,7 @@ def render_html(view: CertificateView) -> str:
     kind = _kind(view.impact_type)
     title = headline(view)
     void = view.status == "void"
+    qr_base64 = base64.b64encode(qr_png(view.page_url)).decode("ascii")
     context: dict[str, Any] = {
         "view": view,
         "headline": title,
@@ -271,7 +278,7 @@ def render_html(view: CertificateView) -> str:
         "location_map": _web_url(view.location_map),
         "impact_video": _web_url(view.impact_video),
         "live_session": _date_time(view.live_session_date) if view.live_session_date else None,
-        "qr_data_uri": "data:image/png;base64," + base64.b64encode(qr_png(view.page_url)).decode("ascii"),
+        "qr_data_uri": f"data:image/png;base64,{qr_base64}",
         "share": _share_links(view.page_url, title),
     }
     return _TEMPLATES.get_template("certificate.html").render(context)
@@ -344,10 +351,14 @@ def _fit(
 ) -> tuple[int, list[str]]:
     """Largest size at which ``text`` wraps into the box; at the smallest size, truncate with "…".
 
-    Lines are ``_LEADING`` × size apart, so ``max_height`` lets small sizes use more lines than big ones.
+    Lines are ``_LEADING`` times the size apart, so under ``max_height`` small sizes get more lines.
     """
     for size in sizes:
-        allowed = max_lines if max_height is None else max(1, min(max_lines, int(max_height // (size * _LEADING))))
+        allowed = (
+            max_lines
+            if max_height is None
+            else max(1, min(max_lines, int(max_height // (size * _LEADING))))
+        )
         lines = _wrap(text, measure_at(size), width)
         if len(lines) <= allowed:
             return size, lines
@@ -381,18 +392,21 @@ def _void_stamp(size: tuple[int, int]) -> Image.Image:
     y = (size[1] - (bottom - top)) // 2 - top
     red = (198, 40, 40, 170)
     draw.rounded_rectangle(
-        (x + left - pad, y + top - pad, x + right + pad, y + bottom + pad), radius=28, outline=red, width=14
+        (x + left - pad, y + top - pad, x + right + pad, y + bottom + pad),
+        radius=28,
+        outline=red,
+        width=14,
     )
     draw.text((x, y), "VOID", font=font, fill=red)
     return layer.rotate(18, resample=Image.Resampling.BICUBIC, center=(size[0] / 2, size[1] / 2))
 
 
 def render_png(view: CertificateView) -> bytes:
-    """1200×630 share image (Open Graph size) summarising the certificate, with a QR code to the page."""
+    """1200x630 Open Graph share image summarising the certificate, with a QR code to the page."""
     kind = _kind(view.impact_type)
     void = view.status == "void"
     accent = _VOID_ACCENT if void else kind.accent
-    width, height = _PNG_SIZE
+    width = _PNG_SIZE[0]
     image = Image.new("RGB", _PNG_SIZE, "#f3f4f6" if void else kind.tint)
     draw = ImageDraw.Draw(image)
     margin = 64
@@ -400,22 +414,37 @@ def render_png(view: CertificateView) -> bytes:
     # Colour band with the title and status.
     band = 96
     draw.rectangle((0, 0, width, band), fill=accent)
-    draw.text((margin, band // 2), "CERTIFICATE OF IMPACT", font=_font(28, True), fill="white", anchor="lm")
+    draw.text(
+        (margin, band // 2),
+        "CERTIFICATE OF IMPACT",
+        font=_font(28, True),
+        fill="white",
+        anchor="lm",
+    )
     status = _STATUS_LABELS[view.status].upper()
     status_font = _font(20, True)
     status_width = draw.textlength(status, font=status_font)
     pill = (width - margin - status_width - 36, band // 2 - 20, width - margin, band // 2 + 20)
     draw.rounded_rectangle(pill, radius=20, outline="white", width=3)
-    draw.text(((pill[0] + pill[2]) / 2, band // 2), status, font=status_font, fill="white", anchor="mm")
+    draw.text(
+        ((pill[0] + pill[2]) / 2, band // 2), status, font=status_font, fill="white", anchor="mm"
+    )
 
-    # QR code card on the right.
+    # QR code card on the right, scaled by a whole factor so every module stays square and sharp.
     qr_side = 208
     card = (width - margin - qr_side - 24, 140, width - margin, 140 + qr_side + 64)
     draw.rounded_rectangle(card, radius=16, fill="white")
-    qr = _qr_image(view.page_url, 10).resize((qr_side, qr_side), Image.Resampling.NEAREST)
-    image.paste(qr, (card[0] + 12, card[1] + 12))
+    qr = _qr_image(view.page_url, 1)
+    scale = qr_side // qr.width
+    qr = qr.resize((qr.width * scale, qr.width * scale), Image.Resampling.NEAREST)
+    offset = 12 + (qr_side - qr.width) // 2
+    image.paste(qr, (card[0] + offset, card[1] + offset))
     draw.text(
-        ((card[0] + card[2]) / 2, card[3] - 26), "Scan to verify", font=_font(20), fill=_MUTED, anchor="mm"
+        ((card[0] + card[2]) / 2, card[3] - 26),
+        "Scan to verify",
+        font=_font(20),
+        fill=_MUTED,
+        anchor="mm",
     )
 
     # Quantity, headline and project on the left.
@@ -426,7 +455,12 @@ def render_png(view: CertificateView) -> bytes:
     draw.text((margin, y), lines[0], font=_font(size, True), fill=accent)
     y += size + 22
     size, lines = _fit(
-        _printable(headline(view)), text_width, range(58, 27, -2), _png_measure(True), max_lines=4, max_height=250
+        _printable(headline(view)),
+        text_width,
+        range(58, 27, -2),
+        _png_measure(True),
+        max_lines=4,
+        max_height=250,
     )
     for line in lines:
         draw.text((margin, y), line, font=_font(size, True), fill=_INK)
@@ -448,7 +482,12 @@ def render_png(view: CertificateView) -> bytes:
         x = margin + index * column
         draw.text((x, 522), label, font=_font(16, True), fill=_MUTED)
         size, lines = _fit(
-            _printable(value), column - 24, range(26, 15, -2), _png_measure(False), max_lines=2, max_height=56
+            _printable(value),
+            column - 24,
+            range(26, 15, -2),
+            _png_measure(False),
+            max_lines=2,
+            max_height=56,
         )
         for row, line in enumerate(lines):
             draw.text((x, 550 + row * round(size * _LEADING)), line, font=_font(size), fill=_INK)
@@ -503,8 +542,8 @@ def render_pdf(view: CertificateView) -> bytes:
     buffer = io.BytesIO()
     pdf = Canvas(buffer, pagesize=A4, invariant=True)
     pdf.setTitle(f"Impact certificate {view.certificate_id}")
-    pdf.setSubject(_printable(headline(view)))
-    pdf.setAuthor(_printable(view.business_name))
+    pdf.setSubject(headline(view))
+    pdf.setAuthor(view.business_name)
     pdf.setCreator("OpenImpact")
 
     # Frame.
@@ -530,7 +569,9 @@ def render_pdf(view: CertificateView) -> bytes:
         pdf.drawCentredString(centre, y, _void_notice(view))
         if view.cancellation_reason:
             reason = _printable(f"Reason: {view.cancellation_reason}")
-            size, lines = _fit(reason, text_width, range(10, 7, -1), _pdf_measure(_PDF_REGULAR), max_lines=2)
+            size, lines = _fit(
+                reason, text_width, range(10, 7, -1), _pdf_measure(_PDF_REGULAR), max_lines=2
+            )
             pdf.setFont(_PDF_REGULAR, size)
             for line in lines:
                 y -= size + 4
@@ -538,7 +579,12 @@ def render_pdf(view: CertificateView) -> bytes:
 
     y -= 46
     size, lines = _fit(
-        _printable(headline(view)), text_width, range(28, 15, -1), _pdf_measure(_PDF_BOLD), max_lines=4, max_height=105
+        _printable(headline(view)),
+        text_width,
+        range(28, 15, -1),
+        _pdf_measure(_PDF_BOLD),
+        max_lines=4,
+        max_height=105,
     )
     pdf.setFillColor(ink)
     pdf.setFont(_PDF_BOLD, size)
@@ -548,7 +594,9 @@ def render_pdf(view: CertificateView) -> bytes:
     y -= 6
     pdf.setFillColor(accent)
     pdf.setFont(_PDF_BOLD, 17)
-    pdf.drawCentredString(centre, y, _printable(describe_impact(view.impact_type, view.amount, view.category)))
+    pdf.drawCentredString(
+        centre, y, _printable(describe_impact(view.impact_type, view.amount, view.category))
+    )
 
     y -= 28
     pdf.setStrokeColor(HexColor("#d5dae0"))
@@ -562,7 +610,9 @@ def render_pdf(view: CertificateView) -> bytes:
         pdf.setFillColor(muted)
         pdf.setFont(_PDF_BOLD, 8.5)
         pdf.drawString(left, y + 1, label.upper())
-        size, lines = _fit(_printable(value), right - value_x, range(11, 7, -1), _pdf_measure(_PDF_REGULAR))
+        size, lines = _fit(
+            _printable(value), right - value_x, range(11, 7, -1), _pdf_measure(_PDF_REGULAR)
+        )
         pdf.setFillColor(ink)
         pdf.setFont(_PDF_REGULAR, size)
         pdf.drawString(value_x, y, lines[0])
@@ -580,14 +630,20 @@ def render_pdf(view: CertificateView) -> bytes:
     pdf.setStrokeColor(HexColor("#c9d0d8"))
     pdf.setLineWidth(2)
     pdf.line(xs[0], y, xs[-1], y)
+    pdf.setStrokeColor(accent)
+    for index in range(len(rows) - 1):
+        if rows[index + 1].state == "done":
+            pdf.line(xs[index], y, xs[index + 1], y)
     label_measure = _pdf_measure(_PDF_BOLD)
-    for x, row in zip(xs, rows):
+    for x, row in zip(xs, rows, strict=True):
         reached = row.state == "done"
         pdf.setStrokeColor(accent if row.state != "pending" else HexColor("#c9d0d8"))
         pdf.setFillColor(accent if reached else white)
         pdf.circle(x, y, 7, stroke=1, fill=1)
         line_y = y - 22
-        size, lines = _fit(_printable(row.label), step - 8, range(9, 6, -1), label_measure, max_lines=2)
+        size, lines = _fit(
+            _printable(row.label), step - 8, range(9, 6, -1), label_measure, max_lines=2
+        )
         pdf.setFillColor(ink)
         pdf.setFont(_PDF_BOLD, size)
         for line in lines:
@@ -601,9 +657,8 @@ def render_pdf(view: CertificateView) -> bytes:
     if view.status == "in_progress":
         pdf.setFillColor(muted)
         pdf.setFont(_PDF_REGULAR, 9.5)
-        pdf.drawCentredString(
-            centre, y, "This impact is still in progress; the online certificate updates as each stage completes."
-        )
+        note = "This impact is in progress; the online certificate updates as each stage completes."
+        pdf.drawCentredString(centre, y, note)
 
     # Verification block at the bottom: QR code, IDs and the page URL as selectable text.
     qr_side = 108.0
@@ -619,9 +674,11 @@ def render_pdf(view: CertificateView) -> bytes:
     pdf.drawString(text_x, line_y - 18, "Scan the code or visit the address below.")
     pdf.drawString(text_x, line_y - 38, f"Certificate ID: {_printable(view.certificate_id)}")
     pdf.drawString(text_x, line_y - 52, f"Tracking ID: {_printable(view.tracking_id)}")
-    # The URL gets the full width and stays on one line (shrinking if needed) so it copies back intact.
+    # The URL gets the full width and one line (shrinking if needed) so it copies back intact.
     url_y = bottom - 22
-    url_size = min(10.0, 10.0 * text_width / pdfmetrics.stringWidth(view.page_url, _PDF_REGULAR, 10))
+    url_size = min(
+        10.0, 10.0 * text_width / pdfmetrics.stringWidth(view.page_url, _PDF_REGULAR, 10)
+    )
     pdf.setFillColor(accent)
     pdf.setFont(_PDF_REGULAR, url_size)
     pdf.drawCentredString(centre, url_y, view.page_url)
