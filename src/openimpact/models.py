@@ -4,6 +4,7 @@ from openimpact.accounts.models import Account, ApiKey, Ledger, ServerSecret
 from openimpact.customers.models import Customer
 from openimpact.db import Base
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.lifecycle.models import ImpactTransition
 from openimpact.notifications.models import OutboxMessage
 from openimpact.projects.models import Cause, Partner, Project, Sdg
 
@@ -16,6 +17,7 @@ __all__ = [
     "DailyImpact",
     "IdempotencyRecord",
     "Impact",
+    "ImpactTransition",
     "Ledger",
     "OutboxMessage",
     "Partner",

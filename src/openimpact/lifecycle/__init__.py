@@ -1,0 +1,1 @@
+"""The impact lifecycle: Initiated → Donation Received → Transferred to Partner → Completed."""
