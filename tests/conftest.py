@@ -80,6 +80,8 @@ def _drop_postgres_database(admin_url: str, name: str) -> None:
 
 @dataclass
 class TestDatabase:
+    __test__ = False  # a fixture value, not a test class
+
     backend: str
     url: str  # as a user would set DATABASE_URL
 
