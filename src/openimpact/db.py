@@ -18,10 +18,19 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
-from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,17 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, for hot paths that skip the ORM unit of work."""
+    return cast(Table, model.__table__)
+
+
+def rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE or DELETE (``Session.execute`` is typed as a
+    plain Result, but DML returns a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _json_dumps(value: Any) -> str:

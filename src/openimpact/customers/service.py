@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
 from openimpact.customers.models import Customer
+from openimpact.db import table
 from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.timeutil import ms_to_iso
 
@@ -20,7 +21,7 @@ def list_customers(
     descending: bool,
     codec: CursorCodec,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    c = Customer.__table__
+    c = table(Customer)
     scope = fingerprint("customers", caller.account_id, caller.env, (email or "").lower(), descending)
     stmt = select(c.c.id, c.c.customer_id, c.c.email, c.c.name, c.c.onboarded_ms).where(
         c.c.account_id == caller.account_id, c.c.env == caller.env

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
 from openimpact.customers.models import Customer
+from openimpact.db import table
 from openimpact.impacts.models import Impact
 from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.timeutil import day_start_ms, ms_to_iso
 
-_impacts = Impact.__table__
-_customers = Customer.__table__
+_impacts = table(Impact)
+_customers = table(Customer)
 _LOW = -1
 _HIGH = 2**62
 

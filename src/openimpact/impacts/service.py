@@ -30,17 +30,18 @@ from sqlalchemy.orm import Session
 from openimpact.accounts.models import Account, Ledger
 from openimpact.auth import Caller
 from openimpact.customers.models import Customer
+from openimpact.db import rowcount, table
 from openimpact.errors import IdempotencyConflict, NotFound, ValidationFailed
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.notifications.models import OutboxMessage
 from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
 
-_ledger = Ledger.__table__
-_impacts = Impact.__table__
-_daily = DailyImpact.__table__
-_customers = Customer.__table__
-_idem = IdempotencyRecord.__table__
-_outbox = OutboxMessage.__table__
+_ledger = table(Ledger)
+_impacts = table(Impact)
+_daily = table(DailyImpact)
+_customers = table(Customer)
+_idem = table(IdempotencyRecord)
+_outbox = table(OutboxMessage)
 
 CANCELLABLE_STAGES = ("initiated", "donation_received")
 
@@ -265,7 +266,7 @@ def _add_daily(session: Session, caller: Caller, day: str, column: str, amount: 
         _daily.c.account_id == caller.account_id, _daily.c.env == caller.env, _daily.c.day == day
     )
     result = session.execute(update(_daily).where(where).values({column: _daily.c[column] + amount}))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         session.execute(
             insert(_daily).values(
                 account_id=caller.account_id, env=caller.env, day=day, **{column: amount}
@@ -311,7 +312,7 @@ def cancel_impact(
         )
         .values(cancelled_ms=now, cancellation_reason=reason)
     )
-    if result.rowcount == 1:
+    if rowcount(result) == 1:
         column = ("customer_" if impact.is_customer else "user_") + impact.impact_type
         session.execute(
             update(_ledger)

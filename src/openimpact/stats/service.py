@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Ledger
 from openimpact.auth import Caller
+from openimpact.db import table
 from openimpact.impacts.models import DailyImpact
 from openimpact.kit import RECORD_KEYS
 
@@ -28,7 +29,7 @@ def totals(session: Session, caller: Caller) -> dict[str, Any]:
 def daily(
     session: Session, caller: Caller, start: date | None, end: date | None
 ) -> dict[str, Any]:
-    d = DailyImpact.__table__
+    d = table(DailyImpact)
     stmt = (
         select(d.c.day, *(d.c[k] for k in RECORD_KEYS))
         .where(d.c.account_id == caller.account_id, d.c.env == caller.env)
