@@ -86,7 +86,13 @@ class TestDatabase:
     url: str  # as a user would set DATABASE_URL
 
     def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {"database_url": self.url, "rate_limit": "off"}
+        # No in-process worker: tests drive it explicitly (tests/test_worker.py),
+        # so nothing changes rows behind a test's back.
+        values: dict[str, object] = {
+            "database_url": self.url,
+            "rate_limit": "off",
+            "background_worker": False,
+        }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,13 @@ from openimpact.customers.router import router as customers_router
 from openimpact.db import Database
 from openimpact.errors import error_response, install_error_handlers
 from openimpact.impacts.router import router as impacts_router
+from openimpact.lifecycle.router import router as lifecycle_router
 from openimpact.migrate import prepare_database
 from openimpact.pagination import CursorCodec
 from openimpact.projects.router import router as projects_router
 from openimpact.ratelimit import make_limiter
 from openimpact.stats.router import router as stats_router
+from openimpact.worker import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +118,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.cursor_codec = CursorCodec(db.run_sync(server_secret, "cursor", write=True))
         app.state.limiter = make_limiter(settings.rate_limit, settings.redis_url)
+        stop = asyncio.Event()
+        worker_task = (
+            asyncio.create_task(run_in_background(db, settings, stop))
+            if settings.background_worker
+            else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
             db.dispose()
 
     app = FastAPI(
@@ -138,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stats_router,
         customers_router,
         projects_router,
+        lifecycle_router,
     ):
         app.include_router(router)
 

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     sandbox_stage_seconds: int = Field(
         default=120, description="Sandbox impacts advance one lifecycle stage this often"
     )
+    background_worker: bool = Field(
+        default=True,
+        description="Run the worker (sandbox simulation, emails, cleanup) inside the server",
+    )
+    worker_interval_seconds: float = Field(
+        default=5.0, gt=0, description="Pause between two worker passes"
+    )
     smtp_url: str | None = Field(
         default=None, description="smtp://user:pass@host:port for customer notifications"
     )

@@ -1,0 +1,183 @@
+"""The background worker. Each pass:
+
+1. advances sandbox impacts that their compressed schedule has made due
+   (``lifecycle/sandbox.py``);
+2. delivers due outbox emails over SMTP, with retries and backoff
+   (``notifications/service.py``), or, with no SMTP server configured, marks
+   them failed so nothing piles up;
+3. deletes Idempotency-Key records older than ``idempotency_ttl_hours``.
+
+It runs as ``openimpact worker`` and, unless ``OPENIMPACT_BACKGROUND_WORKER``
+is false, inside every server process too, so ``openimpact serve`` alone shows
+the sandbox simulation. Any number of workers may run at once: every change is
+a conditional UPDATE or an idempotent DELETE, and emails are claimed with a
+lease before they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import smtplib
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import delete
+
+from openimpact.config import Settings
+from openimpact.db import Database, rowcount, table
+from openimpact.impacts.models import IdempotencyRecord
+from openimpact.lifecycle import sandbox
+from openimpact.lifecycle.service import new_batch_id
+from openimpact.notifications import service as outbox
+from openimpact.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+SANDBOX_CHUNK = 1000
+EMAILS_PER_PASS = 100
+_MAX_SANDBOX_ROUNDS = 100  # bounds one pass: 100 rounds of 1000 per stage
+
+SmtpFactory = Callable[..., Any]
+
+
+def advance_sandbox(db: Database, settings: Settings, now: int | None = None) -> int:
+    now = now if now is not None else now_ms()
+    batch_id = new_batch_id(sandbox.ACTOR)
+    total = 0
+    for _ in range(_MAX_SANDBOX_ROUNDS):
+        changed = db.run_sync(
+            lambda s: sandbox.advance_due(
+                s, now, settings.sandbox_stage_seconds, limit=SANDBOX_CHUNK, batch_id=batch_id
+            ),
+            write=True,
+        )
+        total += changed
+        if changed == 0:
+            break
+    return total
+
+
+def purge_idempotency_keys(db: Database, settings: Settings, now: int | None = None) -> int:
+    now = now if now is not None else now_ms()
+    cutoff = now - settings.idempotency_ttl_hours * 3_600_000
+    records = table(IdempotencyRecord)
+    return db.run_sync(
+        lambda s: rowcount(s.execute(delete(records).where(records.c.created_ms < cutoff))),
+        write=True,
+    )
+
+
+def deliver_emails(
+    db: Database,
+    settings: Settings,
+    now: int | None = None,
+    smtp_factory: SmtpFactory | None = None,
+) -> dict[str, int]:
+    """One round of email delivery; counts of sent, retried and failed messages."""
+    now = now if now is not None else now_ms()
+    counts = {"sent": 0, "retried": 0, "failed": 0}
+    if not settings.smtp_url:
+        counts["failed"] = db.run_sync(outbox.fail_all_due, now, outbox.NO_SMTP, write=True)
+        return counts
+    try:
+        target = outbox.parse_smtp_url(settings.smtp_url)
+    except ValueError as exc:
+        counts["failed"] = db.run_sync(outbox.fail_all_due, now, str(exc), write=True)
+        return counts
+    claimed: list[outbox.Claimed] = db.run_sync(outbox.claim_due, now, EMAILS_PER_PASS, write=True)
+    if not claimed:
+        return counts
+
+    def failed(message: outbox.Claimed, error: str) -> None:
+        db.run_sync(outbox.record_failure, message, now_ms(), error, write=True)
+        counts["failed" if message.attempts >= outbox.MAX_ATTEMPTS else "retried"] += 1
+
+    factory = smtp_factory or (smtplib.SMTP_SSL if target.security == "tls" else smtplib.SMTP)
+    try:
+        with factory(target.host, target.port, timeout=30) as smtp:
+            if target.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if target.username:
+                smtp.login(target.username, target.password or "")
+            for message in claimed:
+                try:
+                    email = outbox.compose_email(
+                        message.payload,
+                        message.business_name,
+                        settings.mail_from,
+                        settings.public_url,
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A message that cannot be written will never succeed.
+                    db.run_sync(
+                        outbox.record_failure,
+                        _final(message),
+                        now_ms(),
+                        f"cannot compose: {exc}",
+                        write=True,
+                    )
+                    counts["failed"] += 1
+                    continue
+                try:
+                    smtp.send_message(email)
+                except (smtplib.SMTPException, OSError) as exc:
+                    failed(message, f"{type(exc).__name__}: {exc}")
+                    continue
+                db.run_sync(outbox.record_delivered, message.id, now_ms(), write=True)
+                counts["sent"] += 1
+    except (smtplib.SMTPException, OSError) as exc:
+        # The server could not be reached (or dropped us): every claimed
+        # message not yet recorded gets this attempt counted and retried.
+        done = counts["sent"] + counts["retried"] + counts["failed"]
+        for message in claimed[done:]:
+            failed(message, f"{type(exc).__name__}: {exc}")
+    return counts
+
+
+def _final(message: outbox.Claimed) -> outbox.Claimed:
+    return outbox.Claimed(message.id, outbox.MAX_ATTEMPTS, message.payload, message.business_name)
+
+
+def run_once(
+    db: Database, settings: Settings, smtp_factory: SmtpFactory | None = None
+) -> dict[str, Any]:
+    """One pass of every job; a failing job is logged and does not stop the others."""
+    report: dict[str, Any] = {}
+    jobs: dict[str, Callable[[], Any]] = {
+        "sandbox_changes": lambda: advance_sandbox(db, settings),
+        "emails": lambda: deliver_emails(db, settings, smtp_factory=smtp_factory),
+        "idempotency_keys_deleted": lambda: purge_idempotency_keys(db, settings),
+    }
+    for name, job in jobs.items():
+        try:
+            report[name] = job()
+        except Exception:
+            log.exception("worker job %s failed", name)
+            report[name] = "error"
+    return report
+
+
+def run_forever(db: Database, settings: Settings, stop: threading.Event) -> None:
+    """The ``openimpact worker`` loop, until ``stop`` is set."""
+    while not stop.is_set():
+        report = run_once(db, settings)
+        if any(report.values()):
+            log.info("worker pass: %s", report)
+        stop.wait(settings.worker_interval_seconds)
+
+
+async def run_in_background(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """The same loop inside the server process; passes run in a thread so the
+    event loop keeps serving requests."""
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(run_once, db, settings)
+        except Exception:  # never let the loop die with the server still up
+            log.exception("worker pass failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
