@@ -1,4 +1,4 @@
-"""The ``openimpact`` command: serve, accounts, keys, projects."""
+"""The ``openimpact`` command: serve, accounts, keys, projects, lifecycle, worker."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from openimpact.config import get_settings
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError
+from openimpact.lifecycle.commands import add_account_projects_parser, add_lifecycle_parsers
 from openimpact.migrate import prepare_database
 
 
@@ -185,6 +186,32 @@ def cmd_projects_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from openimpact.worker import run_forever, run_once
+
+    settings = get_settings()
+    db = _database()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
+    try:
+        if args.once:
+            _print_json(run_once(db, settings))
+            return 0
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        every = settings.worker_interval_seconds
+        print(f"Worker running, a pass every {every:g} s; Ctrl-C stops it.")
+        sys.stdout.flush()
+        run_forever(db, settings, stop)
+    finally:
+        db.dispose()
+    return 0
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
     prepare_database(get_settings().sqlalchemy_url)
     print("Database is at the latest schema.")
@@ -218,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     causes.add_argument("--user-id", required=True)
     causes.add_argument("--causes", required=True, help="comma-separated; the first is the default")
     causes.set_defaults(func=cmd_accounts_causes)
+    add_account_projects_parser(accounts)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     kcreate = keys.add_parser("create", help="issue a new key")
@@ -239,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     pimport = projects.add_parser("import", help="replace the catalogue with a JSON file")
     pimport.add_argument("file")
     pimport.set_defaults(func=cmd_projects_import)
+
+    add_lifecycle_parsers(sub)
+    worker = sub.add_parser(
+        "worker", help="run the background worker (sandbox simulation, emails, cleanup)"
+    )
+    worker.add_argument("--once", action="store_true", help="one pass, then exit")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -192,7 +192,8 @@ def _resolve(session: Session, sel: Selection, step: Step | None = None) -> _Res
     if not sel.has_criteria() and not sel.all:
         raise ValidationFailed(
             "selection: give at least one criterion (user_id, impact_type, category, "
-            "start_date, end_date, stage, project_id, tracking_ids) or all: true"
+            "start_date, end_date, stage, project_id, tracking_ids) or select all "
+            "(all: true; --all on the command line)"
         )
     conditions: list[ColumnElement[bool]] = [t.c.env == sel.env]
     if sel.user_id is not None:
