@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openimpact import __version__
 from openimpact.accounts.router import router as accounts_router
 from openimpact.accounts.service import server_secret
+from openimpact.certificates.router import router as certificates_router
 from openimpact.config import Settings, get_settings
 from openimpact.customers.router import router as customers_router
 from openimpact.db import Database
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         customers_router,
         projects_router,
         lifecycle_router,
+        certificates_router,
     ):
         app.include_router(router)
 
