@@ -1,0 +1,1 @@
+"""OpenImpact benchmarks: ``python -m bench`` (see bench/README.md)."""

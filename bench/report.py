@@ -1,0 +1,190 @@
+"""Ratios, targets, and the three result files: latest.json, latest.md and
+read_latency.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Targets of issue 4. A benchmark reports them; nothing here asserts.
+SQLITE_1W_MIN = 0.5
+POSTGRES_2W_MIN = 0.35
+PACED_P99_MAX_MS = 25.0
+READ_GROWTH_MAX = 1.2
+PAGE_1000_SQLITE_P50_MAX_MS = 15.0
+# Reads whose cost must not grow with the account (totals are never a scan).
+FLAT_READS = ("records", "customer_records", "impact")
+
+
+def _ceiling(writes: list[dict[str, Any]], workers: int) -> float | None:
+    for w in writes:
+        if w["subject"] == "ceiling" and w["workers"] == workers:
+            return float(w["max"]["rps"])
+    return None
+
+
+def _add_ratios(out: dict[str, Any]) -> None:
+    for w in out["writes"]:
+        ceiling = _ceiling(out["writes"], w["workers"])
+        w["ratio"] = round(w["max"]["rps"] / ceiling, 3) if ceiling else None
+    base: dict[tuple[str, str], float] = {}
+    smallest = min((r["size"] for r in out["reads"]), default=0)
+    for r in out["reads"]:
+        if r["size"] == smallest:
+            base[(r["backend"], r["endpoint"])] = r["result"]["p50_ms"]
+    for r in out["reads"]:
+        ref = base.get((r["backend"], r["endpoint"]))
+        r["ratio"] = round(r["result"]["p50_ms"] / ref, 3) if ref else None
+
+
+def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, goal: str, holds: bool | None) -> None:
+        targets.append({"target": name, "value": value, "goal": goal, "holds": holds})
+
+    writes = {(w["subject"], w["workers"]): w for w in out["writes"]}
+    w = writes.get(("sqlite", 1))
+    add("POST plant_tree, SQLite, 1 worker", w and w["ratio"], f">= {SQLITE_1W_MIN}x ceiling",
+        None if not w else w["ratio"] >= SQLITE_1W_MIN)  # fmt: skip
+    w = writes.get(("postgresql", 2))
+    add("POST plant_tree, PostgreSQL, 2 workers", w and w["ratio"],
+        f">= {POSTGRES_2W_MIN}x ceiling", None if not w else w["ratio"] >= POSTGRES_2W_MIN)  # fmt: skip
+    for (subject, workers), w in sorted(writes.items()):
+        if subject == "ceiling":
+            continue
+        p99 = w["paced"]["p99_ms"]
+        add(f"POST p99 at 0.7x max, {subject}, {workers} worker(s)", p99,
+            f"<= {PACED_P99_MAX_MS:g} ms", p99 <= PACED_P99_MAX_MS)  # fmt: skip
+    sizes = sorted({r["size"] for r in out["reads"]})
+    if len(sizes) > 1:
+        largest = sizes[-1]
+        for r in out["reads"]:
+            if r["size"] != largest or r["endpoint"].split(" ")[0] not in FLAT_READS:
+                continue
+            add(f"{r['backend']} {r['endpoint']}: {largest:,} vs {sizes[0]:,} impacts", r["ratio"],
+                f"<= {READ_GROWTH_MAX}x", r["ratio"] is not None and r["ratio"] <= READ_GROWTH_MAX)  # fmt: skip
+    for r in out["reads"]:
+        if r["backend"] == "sqlite" and "limit=1000" in r["endpoint"] and r["size"] == sizes[-1]:
+            p50 = r["result"]["p50_ms"]
+            add(f"sqlite {r['endpoint']} p50, {r['size']:,} impacts", p50,
+                f"< {PAGE_1000_SQLITE_P50_MAX_MS:g} ms", p50 < PAGE_1000_SQLITE_P50_MAX_MS)  # fmt: skip
+    add("errors (non-2xx, socket, wrong pages) in every run", out["errors"], "0", out["errors"] == 0)
+    return targets
+
+
+def _fmt_size(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k" if n >= 1000 else str(n)
+
+
+def markdown(out: dict[str, Any]) -> str:
+    m = out["meta"]
+    lines = [
+        "# OpenImpact benchmark",
+        "",
+        f"{m['when']} · commit {m['commit'] or '?'} · {m['machine']['cpus']} CPUs ({m['machine']['cpu']})"
+        f" · Python {m['machine']['python']} · {'QUICK run · ' if m['quick'] else ''}"
+        f"{'FAILED: ' + str(out['errors']) + ' error(s)' if out['errors'] else 'no errors'}"
+        f" · {m.get('seconds', '?')} s",
+        "",
+        f"Server: {m['server']}. Load: {m['generator']}, {m['connections']} connections, "
+        f"{m['write_seconds']:g} s per write measurement after {m['warmup_seconds']:g} s of warm-up; "
+        f"reads one request at a time for {m['read_seconds']:g} s each. PostgreSQL: {m['postgresql']}.",
+        "",
+    ]
+    if out["writes"]:
+        lines += [
+            "## Writes: POST /v1/plant_tree (customer_email, metadata, Idempotency-Key; all distinct)",
+            "",
+            "| server | workers | req/s | × ceiling | paced at (0.7× max) | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in out["writes"]:
+            lines.append(
+                f"| {w['subject']} | {w['workers']} | {w['max']['rps']:,.0f} | "
+                f"{w['ratio']:.2f} | {w['paced_rate']:,.0f} req/s | {w['paced']['p50_ms']:.2f} | "
+                f"{w['paced']['p99_ms']:.2f} | {w['errors']} |"
+            )
+        lines.append("")
+    if out["reads"]:
+        sizes = sorted({r["size"] for r in out["reads"]})
+        lines += [
+            "## Reads: p50 latency in ms (× the same read on the "
+            f"{_fmt_size(sizes[0])}-impact account), one worker",
+            "",
+            "| database | read | " + " | ".join(f"{_fmt_size(s)} impacts" for s in sizes) + " | p99 at "
+            f"{_fmt_size(sizes[-1])} | errors |",
+            "|---|---|" + "---:|" * (len(sizes) + 2),
+        ]
+        keys = list(dict.fromkeys((r["backend"], r["endpoint"]) for r in out["reads"]))
+        by = {(r["backend"], r["endpoint"], r["size"]): r for r in out["reads"]}
+        for backend, endpoint in keys:
+            cells = []
+            errors = 0
+            last = None
+            for s in sizes:
+                r = by.get((backend, endpoint, s))
+                if r is None:
+                    cells.append("–")
+                    continue
+                errors += r["errors"]
+                last = r
+                ratio = f" ({r['ratio']:.2f}×)" if s != sizes[0] and r["ratio"] is not None else ""
+                cells.append(f"{r['result']['p50_ms']:.2f}{ratio}")
+            p99 = f"{last['result']['p99_ms']:.2f}" if last else "–"
+            lines.append(f"| {backend} | {endpoint} | " + " | ".join(cells) + f" | {p99} | {errors} |")
+        lines.append("")
+    lines += ["## Targets", "", "| target | value | goal | holds |", "|---|---:|---|---|"]
+    for t in out["targets"]:
+        value = t["value"]
+        shown = "–" if value is None else f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+        holds = "–" if t["holds"] is None else "yes" if t["holds"] else "**no**"
+        lines.append(f"| {t['target']} | {shown} | {t['goal']} | {holds} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(out: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is not installed (pip install -e '.[dev]'); no plot")
+        return False
+    backends = list(dict.fromkeys(r["backend"] for r in out["reads"]))
+    if not backends:
+        return False
+    fig, axes = plt.subplots(1, len(backends), figsize=(6.5 * len(backends), 4.8), squeeze=False)
+    for ax, backend in zip(axes[0], backends, strict=True):
+        rows = [r for r in out["reads"] if r["backend"] == backend]
+        for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
+            points = sorted((r["size"], r["result"]["p50_ms"]) for r in rows if r["endpoint"] == endpoint)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=endpoint)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("impacts in the account")
+        ax.set_ylabel("p50 latency (ms)")
+        ax.set_title(f"Read latency against account size: {backend}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(out: dict[str, Any], directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    out["errors"] = sum(w["errors"] for w in out["writes"]) + sum(r["errors"] for r in out["reads"])
+    out["failed"] = out["errors"] > 0
+    _add_ratios(out)
+    out["targets"] = _targets(out)
+    (directory / "latest.json").write_text(json.dumps(out, indent=1) + "\n")
+    text = markdown(out)
+    (directory / "latest.md").write_text(text)
+    if out["reads"]:
+        plot(out, directory / "read_latency.png")
+    return text

@@ -1,0 +1,298 @@
+"""``python -m bench``: the whole benchmark in one run (see bench/README.md).
+
+Order of a full run (each server on a fresh database, started and stopped
+by this process):
+
+1. writes, 1 worker: ceiling, SQLite, PostgreSQL; then the same with 2
+   workers. Each: warm-up, then the maximum (closed loop), then the same
+   load paced at 0.7x that maximum for latency below saturation;
+2. reads on SQLite and PostgreSQL: bulk-load accounts of each size, start
+   one worker, and time each read one request at a time.
+
+The load generator and the server share the machine's cores, in the same
+way for the ceiling and for every subject, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import fixtures, report
+from bench.load import Generator, LoadResult, ensure_wrk
+from bench.servers import (
+    CEILING_FACTORY,
+    SERVER_FACTORY,
+    FreshDatabase,
+    fresh_database,
+    new_account,
+    postgres_problem,
+    serve,
+)
+
+RESULTS_DIR = Path(__file__).parent / "results"
+PACED_FRACTION = 0.7
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
+    p.add_argument("--duration", type=float, help="seconds per write measurement (full: 8)")
+    p.add_argument("--read-duration", type=float, help="seconds per read measurement (full: 2)")
+    p.add_argument("--connections", type=int, default=32, help="connections for write loads")
+    p.add_argument("--sizes", help="comma-separated account sizes (full: 1000,100000,1000000)")
+    p.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    p.add_argument("--no-reads", action="store_true")
+    p.add_argument("--no-writes", action="store_true")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.read_duration = args.read_duration or (1.0 if args.quick else 2.0)
+    args.warmup = 1.0 if args.quick else 2.0
+    default_sizes = "1000,10000" if args.quick else "1000,100000,1000000"
+    args.sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
+    args.workers = [1] if args.quick else [1, 2]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    started = time.monotonic()
+    backends = ["sqlite"]
+    pg_note = None
+    if args.quick:
+        pg_note = "skipped (--quick)"
+    elif args.no_postgres:
+        pg_note = "skipped (--no-postgres)"
+    else:
+        pg_note = postgres_problem()
+        if pg_note is None:
+            backends.append("postgresql")
+    if pg_note:
+        print(f"bench: PostgreSQL {pg_note}")
+
+    wrk = ensure_wrk(allow_install=not args.no_install)
+    gen = Generator(wrk, threads=1, connections=args.connections)
+    logs = Path(tempfile.mkdtemp(prefix="openimpact-bench-logs-"))
+    out: dict[str, Any] = {
+        "meta": _meta(args, gen, backends, pg_note),
+        "writes": [],
+        "reads": [],
+    }
+
+    if not args.no_writes:
+        for workers in args.workers:
+            for backend in [None, *backends]:
+                out["writes"].append(_writes(gen, args, backend, workers, logs))
+    if not args.no_reads:
+        for backend in backends:
+            out["reads"].extend(_reads(gen, args, backend, logs))
+
+    out["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    summary = report.write(out, args.out)
+    print(summary)
+    print(f"bench: results in {args.out} (server logs in {logs})")
+    return 1 if out["errors"] else 0
+
+
+def _meta(args: argparse.Namespace, gen: Generator, backends: list[str], pg_note: str | None) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False, cwd=Path(__file__).parent,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": commit,
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version()},
+        "generator": gen.name,
+        "connections": args.connections,
+        "write_seconds": args.duration,
+        "warmup_seconds": args.warmup,
+        "read_seconds": args.read_duration,
+        "read_connections": 1,
+        "sizes": args.sizes,
+        "backends": backends,
+        "postgresql": pg_note or "measured",
+        "server": "uvicorn --loop uvloop --http httptools --no-access-log, OPENIMPACT_RATE_LIMIT=off",
+    }
+
+
+def _writes(
+    gen: Generator, args: argparse.Namespace, backend: str | None, workers: int, logs: Path
+) -> dict[str, Any]:
+    name = backend or "ceiling"
+    print(f"bench: writes  {name:<10} {workers} worker(s) ...", flush=True)
+    database: AbstractContextManager[FreshDatabase | None] = (
+        fresh_database(backend) if backend else nullcontext()
+    )
+    with database as fdb:
+        if fdb is not None:
+            db = fdb.open()
+            try:
+                _, _, key = new_account(db, "writes")
+            finally:
+                db.dispose()
+            env = fdb.server_env()
+            factory = SERVER_FACTORY
+        else:
+            key, env, factory = "oi_live_" + secrets.token_urlsafe(32), {}, CEILING_FACTORY
+        run = secrets.token_hex(3)
+        with serve(factory, workers, env, logs) as server:
+            warm = gen.post(server.base_url, key, f"{run}w", args.warmup)
+            peak = gen.post(server.base_url, key, f"{run}m", args.duration)
+            rate = round(PACED_FRACTION * peak.rps, 1)
+            paced = gen.post(server.base_url, key, f"{run}p", args.duration, rate=rate)
+    entry = {
+        "subject": name,
+        "workers": workers,
+        "max": peak.to_json(),
+        "paced_rate": rate,
+        "paced": paced.to_json(),
+        "warmup": warm.to_json(),
+        "errors": warm.errors + peak.errors + paced.errors,
+    }
+    print(
+        f"bench:   {peak.rps:8.0f} req/s; at {rate:.0f} req/s p50 {paced.p50_ms:.2f} ms, "
+        f"p99 {paced.p99_ms:.2f} ms; errors {entry['errors']}"
+        + (f" (first: {peak.first_error or paced.first_error or warm.first_error})" if entry["errors"] else ""),
+        flush=True,
+    )
+    return entry
+
+
+def _read_urls(base: str, account: fixtures.ReadAccount, codec: Any) -> list[tuple[str, str, int]]:
+    """(name, url, rows expected) of every read timed on ``account``."""
+    from openimpact.auth import Caller
+    from openimpact.impacts.queries import RecordQuery
+
+    caller = Caller(account.account_id, account.user_id, "", "", fixtures.ENV, "")
+    customers = account.kind == "customers"
+    path = "/v1/customer_records" if customers else "/v1/records"
+    label = "customer_records" if customers else "records"
+    n = account.size
+    urls: list[tuple[str, str, int]] = []
+    for limit in (10, 1000):
+        urls.append((f"{label} limit={limit} first", f"{base}{path}?limit={limit}", min(limit, n)))
+        # Deep: from the middle of the listing, or from as deep as a full
+        # page still fits, so every account size serves the same rows.
+        # (On the smallest account a 1000-record page has nowhere deeper to
+        # start than the beginning.)
+        skip = min(n // 2, max(0, n - limit))
+        deep = f"{base}{path}?limit={limit}"
+        if skip:
+            query = RecordQuery(customers, (), None, None, limit, False, None)
+            deep += "&cursor=" + codec.encode(query.scope(caller), [account.time_ms[skip - 1]])
+        urls.append((f"{label} limit={limit} deep", deep, min(limit, n)))
+    if not customers:
+        today = datetime.now(UTC).date()
+        year_ago = today - timedelta(days=365)
+        urls.append(("impact", f"{base}/v1/impact", 0))
+        urls.append(
+            (
+                "impact/daily (one year)",
+                f"{base}/v1/impact/daily?start_date={year_ago}&end_date={today}",
+                0,
+            )
+        )
+    return urls
+
+
+def _rows(name: str, body: dict[str, Any]) -> int:
+    for key in ("user_records", "customer_records", "daily_impact"):
+        if key in body:
+            return len(body[key])
+    return 0
+
+
+def _reads(gen: Generator, args: argparse.Namespace, backend: str, logs: Path) -> list[dict[str, Any]]:
+    from openimpact.accounts.service import server_secret
+    from openimpact.pagination import CursorCodec
+
+    print(f"bench: reads   {backend:<10} loading {', '.join(f'{s:,}' for s in args.sizes)} ...", flush=True)
+    entries: list[dict[str, Any]] = []
+    with fresh_database(backend) as fdb:
+        db = fdb.open()
+        try:
+            t0 = time.monotonic()
+            accounts = fixtures.load_all(db, args.sizes)
+            load_seconds = time.monotonic() - t0
+            codec = CursorCodec(db.run_sync(server_secret, "cursor", write=True))
+        finally:
+            db.dispose()
+        print(f"bench:   loaded in {load_seconds:.0f} s", flush=True)
+        with serve(SERVER_FACTORY, 1, fdb.server_env(), logs) as server:
+            for account in accounts:
+                for name, url, expected in _read_urls(server.base_url, account, codec):
+                    entries.append(
+                        _time_read(gen, args, backend, account, name, url, expected, load_seconds)
+                    )
+    return entries
+
+
+def _time_read(
+    gen: Generator,
+    args: argparse.Namespace,
+    backend: str,
+    account: fixtures.ReadAccount,
+    name: str,
+    url: str,
+    expected: int,
+    load_seconds: float,
+) -> dict[str, Any]:
+    # Warm up, and check that the answer is the page it should be: a fast
+    # empty page would prove nothing.
+    problem = ""
+    with httpx.Client(headers={"x-api-key": account.key}, timeout=30) as client:
+        for _ in range(5):
+            response = client.get(url)
+        if response.status_code != 200:
+            problem = f"{response.status_code} {response.text[:300]}"
+        elif expected and _rows(name, response.json()) != expected:
+            problem = f"expected {expected} rows, got {_rows(name, response.json())}"
+    result: LoadResult = gen.get(url, account.key, args.read_duration, connections=1)
+    errors = result.errors + (1 if problem else 0)
+    print(
+        f"bench:   {backend:<10} {account.size:>9,} {name:<32} p50 {result.p50_ms:7.2f} ms"
+        f"  p99 {result.p99_ms:7.2f} ms" + (f"  ERROR {problem or result.first_error}" if errors else ""),
+        flush=True,
+    )
+    return {
+        "backend": backend,
+        "size": account.size,
+        "endpoint": name,
+        "rows": expected,
+        "load_seconds": round(load_seconds, 1),
+        "result": result.to_json(),
+        "problem": problem,
+        "errors": errors,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
