@@ -78,9 +78,7 @@ class Assigner:
         )
         self.by_id = {p.project_id: p for p in self.projects}
         self.partners = {p.partner_id: p for p in session.scalars(select(Partner))}
-        self.cause_projects = dict(
-            session.execute(select(Cause.cause, Cause.project_id)).tuples().all()
-        )
+        self.cause_projects = dict(session.execute(select(Cause.cause, Cause.project_id)).all())
         self._overrides: dict[int, dict[str, str]] = {}
         self._cache: dict[tuple[int, str, str | None, str | None], Assignment] = {}
         self.explicit: Project | None = None

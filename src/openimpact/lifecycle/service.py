@@ -250,13 +250,12 @@ def _ids_for_tracking_ids(
                 "(user_id-time_utc, e.g. U123-2024-09-16T20:34:04.429Z)"
             )
         wanted.setdefault(parsed[0], {})[parsed[1]] = raw.strip()
-    accounts = dict(
-        session.execute(
+    accounts: dict[str, int] = {
+        user_id: account_id
+        for user_id, account_id in session.execute(
             select(Account.user_id, Account.id).where(Account.user_id.in_(list(wanted)))
         )
-        .tuples()
-        .all()
-    )
+    }
     ids: set[int] = set()
     found: set[str] = set()
     for user_id, by_time in wanted.items():
@@ -386,7 +385,7 @@ def advance(
             .values(stage=step.to_stage, **{step.column: reached}, **values)
             .returning(t.c.id, t.c[step.column], t.c.impact_type, t.c.project_id)
         )
-        changed.extend(result.tuples())
+        changed.extend((row[0], row[1], row[2], row[3]) for row in result)
     if not changed:
         return outcome
 
