@@ -15,7 +15,6 @@ from openimpact.config import Settings
 from openimpact.db import Database
 from openimpact.impacts.models import Impact
 from openimpact.lifecycle.models import ImpactTransition
-
 from tests.conftest import TestDatabase
 
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
