@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 
+from bench.servers import new_account
 from openimpact.accounts.models import Ledger
 from openimpact.accounts.service import server_secret
 from openimpact.customers.models import Customer
@@ -31,8 +32,6 @@ from openimpact.db import Database, table
 from openimpact.impacts.models import DailyImpact, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.timeutil import MS_PER_DAY, day_of, now_ms
-
-from bench.servers import new_account
 
 BATCH = 20_000
 ENV = "production"

@@ -97,7 +97,10 @@ class Generator:
         if self.wrk:
             per_thread = rate / self.threads if rate else 0.0
             return self._wrk(
-                "post.lua", base_url + "/v1/plant_tree", seconds, [api_key, prefix, f"{per_thread:.3f}"]
+                "post.lua",
+                base_url + "/v1/plant_tree",
+                seconds,
+                [api_key, prefix, f"{per_thread:.3f}"],
             )
         return asyncio.run(
             _async_load(base_url, api_key, seconds, self.connections, rate, post_prefix=prefix)

@@ -46,31 +46,53 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
 
     writes = {(w["subject"], w["workers"]): w for w in out["writes"]}
     w = writes.get(("sqlite", 1))
-    add("POST plant_tree, SQLite, 1 worker", w and w["ratio"], f">= {SQLITE_1W_MIN}x ceiling",
-        None if not w else w["ratio"] >= SQLITE_1W_MIN)  # fmt: skip
+    add(
+        "POST plant_tree, SQLite, 1 worker",
+        w and w["ratio"],
+        f">= {SQLITE_1W_MIN}x ceiling",
+        None if not w else w["ratio"] >= SQLITE_1W_MIN,
+    )
     w = writes.get(("postgresql", 2))
-    add("POST plant_tree, PostgreSQL, 2 workers", w and w["ratio"],
-        f">= {POSTGRES_2W_MIN}x ceiling", None if not w else w["ratio"] >= POSTGRES_2W_MIN)  # fmt: skip
+    add(
+        "POST plant_tree, PostgreSQL, 2 workers",
+        w and w["ratio"],
+        f">= {POSTGRES_2W_MIN}x ceiling",
+        None if not w else w["ratio"] >= POSTGRES_2W_MIN,
+    )
     for (subject, workers), w in sorted(writes.items()):
         if subject == "ceiling":
             continue
         p99 = w["paced"]["p99_ms"]
-        add(f"POST p99 at 0.7x max, {subject}, {workers} worker(s)", p99,
-            f"<= {PACED_P99_MAX_MS:g} ms", p99 <= PACED_P99_MAX_MS)  # fmt: skip
+        add(
+            f"POST p99 at 0.7x max, {subject}, {workers} worker(s)",
+            p99,
+            f"<= {PACED_P99_MAX_MS:g} ms",
+            p99 <= PACED_P99_MAX_MS,
+        )
     sizes = sorted({r["size"] for r in out["reads"]})
     if len(sizes) > 1:
         largest = sizes[-1]
         for r in out["reads"]:
             if r["size"] != largest or r["endpoint"].split(" ")[0] not in FLAT_READS:
                 continue
-            add(f"{r['backend']} {r['endpoint']}: {largest:,} vs {sizes[0]:,} impacts", r["ratio"],
-                f"<= {READ_GROWTH_MAX}x", r["ratio"] is not None and r["ratio"] <= READ_GROWTH_MAX)  # fmt: skip
+            add(
+                f"{r['backend']} {r['endpoint']}: {largest:,} vs {sizes[0]:,} impacts",
+                r["ratio"],
+                f"<= {READ_GROWTH_MAX}x",
+                r["ratio"] is not None and r["ratio"] <= READ_GROWTH_MAX,
+            )
     for r in out["reads"]:
         if r["backend"] == "sqlite" and "limit=1000" in r["endpoint"] and r["size"] == sizes[-1]:
             p50 = r["result"]["p50_ms"]
-            add(f"sqlite {r['endpoint']} p50, {r['size']:,} impacts", p50,
-                f"< {PAGE_1000_SQLITE_P50_MAX_MS:g} ms", p50 < PAGE_1000_SQLITE_P50_MAX_MS)  # fmt: skip
-    add("errors (non-2xx, socket, wrong pages) in every run", out["errors"], "0", out["errors"] == 0)
+            add(
+                f"sqlite {r['endpoint']} p50, {r['size']:,} impacts",
+                p50,
+                f"< {PAGE_1000_SQLITE_P50_MAX_MS:g} ms",
+                p50 < PAGE_1000_SQLITE_P50_MAX_MS,
+            )
+    add(
+        "errors (non-2xx, socket, wrong pages) in every run", out["errors"], "0", out["errors"] == 0
+    )
     return targets
 
 
@@ -83,21 +105,25 @@ def markdown(out: dict[str, Any]) -> str:
     lines = [
         "# OpenImpact benchmark",
         "",
-        f"{m['when']} · commit {m['commit'] or '?'} · {m['machine']['cpus']} CPUs ({m['machine']['cpu']})"
-        f" · Python {m['machine']['python']} · {'QUICK run · ' if m['quick'] else ''}"
+        f"{m['when']} · commit {m['commit'] or '?'} · {m['machine']['cpus']} CPUs "
+        f"({m['machine']['cpu']}) · Python {m['machine']['python']} · "
+        f"{'QUICK run · ' if m['quick'] else ''}"
         f"{'FAILED: ' + str(out['errors']) + ' error(s)' if out['errors'] else 'no errors'}"
         f" · {m.get('seconds', '?')} s",
         "",
         f"Server: {m['server']}. Load: {m['generator']}, {m['connections']} connections, "
-        f"{m['write_seconds']:g} s per write measurement after {m['warmup_seconds']:g} s of warm-up; "
-        f"reads one request at a time for {m['read_seconds']:g} s each. PostgreSQL: {m['postgresql']}.",
+        f"{m['write_seconds']:g} s per write measurement after {m['warmup_seconds']:g} s "
+        f"of warm-up; reads one request at a time for {m['read_seconds']:g} s each. "
+        f"PostgreSQL: {m['postgresql']}.",
         "",
     ]
     if out["writes"]:
         lines += [
-            "## Writes: POST /v1/plant_tree (customer_email, metadata, Idempotency-Key; all distinct)",
+            "## Writes: POST /v1/plant_tree "
+            "(customer_email, metadata, Idempotency-Key; all distinct)",
             "",
-            "| server | workers | req/s | × ceiling | paced at (0.7× max) | p50 ms | p99 ms | errors |",
+            "| server | workers | req/s | x ceiling | paced at (0.7x max) "
+            "| p50 ms | p99 ms | errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for w in out["writes"]:
@@ -110,10 +136,12 @@ def markdown(out: dict[str, Any]) -> str:
     if out["reads"]:
         sizes = sorted({r["size"] for r in out["reads"]})
         lines += [
-            "## Reads: p50 latency in ms (× the same read on the "
+            "## Reads: p50 latency in ms (x the same read on the "
             f"{_fmt_size(sizes[0])}-impact account), one worker",
             "",
-            "| database | read | " + " | ".join(f"{_fmt_size(s)} impacts" for s in sizes) + " | p99 at "
+            "| database | read | "
+            + " | ".join(f"{_fmt_size(s)} impacts" for s in sizes)
+            + " | p99 at "
             f"{_fmt_size(sizes[-1])} | errors |",
             "|---|---|" + "---:|" * (len(sizes) + 2),
         ]
@@ -126,20 +154,24 @@ def markdown(out: dict[str, Any]) -> str:
             for s in sizes:
                 r = by.get((backend, endpoint, s))
                 if r is None:
-                    cells.append("–")
+                    cells.append("-")
                     continue
                 errors += r["errors"]
                 last = r
-                ratio = f" ({r['ratio']:.2f}×)" if s != sizes[0] and r["ratio"] is not None else ""
+                ratio = f" ({r['ratio']:.2f}x)" if s != sizes[0] and r["ratio"] is not None else ""
                 cells.append(f"{r['result']['p50_ms']:.2f}{ratio}")
-            p99 = f"{last['result']['p99_ms']:.2f}" if last else "–"
-            lines.append(f"| {backend} | {endpoint} | " + " | ".join(cells) + f" | {p99} | {errors} |")
+            p99 = f"{last['result']['p99_ms']:.2f}" if last else "-"
+            lines.append(
+                f"| {backend} | {endpoint} | " + " | ".join(cells) + f" | {p99} | {errors} |"
+            )
         lines.append("")
     lines += ["## Targets", "", "| target | value | goal | holds |", "|---|---:|---|---|"]
     for t in out["targets"]:
         value = t["value"]
-        shown = "–" if value is None else f"{value:,.2f}" if isinstance(value, float) else f"{value}"
-        holds = "–" if t["holds"] is None else "yes" if t["holds"] else "**no**"
+        shown = (
+            "-" if value is None else f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+        )
+        holds = "-" if t["holds"] is None else "yes" if t["holds"] else "**no**"
         lines.append(f"| {t['target']} | {shown} | {t['goal']} | {holds} |")
     lines.append("")
     return "\n".join(lines)
@@ -161,7 +193,9 @@ def plot(out: dict[str, Any], path: Path) -> bool:
     for ax, backend in zip(axes[0], backends, strict=True):
         rows = [r for r in out["reads"] if r["backend"] == backend]
         for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
-            points = sorted((r["size"], r["result"]["p50_ms"]) for r in rows if r["endpoint"] == endpoint)
+            points = sorted(
+                (r["size"], r["result"]["p50_ms"]) for r in rows if r["endpoint"] == endpoint
+            )
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=endpoint)
         ax.set_xscale("log")
         ax.set_yscale("log")

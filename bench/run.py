@@ -16,7 +16,6 @@ way for the ceiling and for every subject, so ratios compare like with like.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
@@ -109,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if out["errors"] else 0
 
 
-def _meta(args: argparse.Namespace, gen: Generator, backends: list[str], pg_note: str | None) -> dict[str, Any]:
+def _meta(
+    args: argparse.Namespace, gen: Generator, backends: list[str], pg_note: str | None
+) -> dict[str, Any]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -139,7 +140,8 @@ def _meta(args: argparse.Namespace, gen: Generator, backends: list[str], pg_note
         "sizes": args.sizes,
         "backends": backends,
         "postgresql": pg_note or "measured",
-        "server": "uvicorn --loop uvloop --http httptools --no-access-log, OPENIMPACT_RATE_LIMIT=off",
+        "server": "uvicorn --loop uvloop --http httptools --no-access-log, "
+        "OPENIMPACT_RATE_LIMIT=off",
     }
 
 
@@ -180,7 +182,11 @@ def _writes(
     print(
         f"bench:   {peak.rps:8.0f} req/s; at {rate:.0f} req/s p50 {paced.p50_ms:.2f} ms, "
         f"p99 {paced.p99_ms:.2f} ms; errors {entry['errors']}"
-        + (f" (first: {peak.first_error or paced.first_error or warm.first_error})" if entry["errors"] else ""),
+        + (
+            f" (first: {peak.first_error or paced.first_error or warm.first_error})"
+            if entry["errors"]
+            else ""
+        ),
         flush=True,
     )
     return entry
@@ -230,11 +236,16 @@ def _rows(name: str, body: dict[str, Any]) -> int:
     return 0
 
 
-def _reads(gen: Generator, args: argparse.Namespace, backend: str, logs: Path) -> list[dict[str, Any]]:
+def _reads(
+    gen: Generator, args: argparse.Namespace, backend: str, logs: Path
+) -> list[dict[str, Any]]:
     from openimpact.accounts.service import server_secret
     from openimpact.pagination import CursorCodec
 
-    print(f"bench: reads   {backend:<10} loading {', '.join(f'{s:,}' for s in args.sizes)} ...", flush=True)
+    print(
+        f"bench: reads   {backend:<10} loading {', '.join(f'{s:,}' for s in args.sizes)} ...",
+        flush=True,
+    )
     entries: list[dict[str, Any]] = []
     with fresh_database(backend) as fdb:
         db = fdb.open()
@@ -279,7 +290,8 @@ def _time_read(
     errors = result.errors + (1 if problem else 0)
     print(
         f"bench:   {backend:<10} {account.size:>9,} {name:<32} p50 {result.p50_ms:7.2f} ms"
-        f"  p99 {result.p99_ms:7.2f} ms" + (f"  ERROR {problem or result.first_error}" if errors else ""),
+        f"  p99 {result.p99_ms:7.2f} ms"
+        + (f"  ERROR {problem or result.first_error}" if errors else ""),
         flush=True,
     )
     return {
