@@ -15,6 +15,8 @@ from openimpact.impacts.queries import RecordQuery, list_records
 from openimpact.impacts.service import NewImpact, Outcome
 from openimpact.impacts.tracking import track_view
 from openimpact.kit import email_from_query, error_responses, parse_day, parse_filter_by
+from openimpact.lifecycle import sandbox
+from openimpact.timeutil import now_ms
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
 
@@ -142,13 +144,21 @@ async def cancel_impact(
 ) -> JSONResponse:
     """Cancel and reverse an impact (refund flow). Idempotent: a second call answers
     "impact was already cancelled" and reverses nothing. Impacts already transferred to
-    the partner or completed can no longer be cancelled (400)."""
+    the partner or completed can no longer be cancelled (400); sandbox impacts get
+    there on their compressed schedule."""
     return await _idempotent(
         request,
         caller,
         key,
         body,
-        lambda s: service.cancel_impact(s, caller, body.user_id, body.time_utc, body.reason),
+        lambda s: service.cancel_impact(
+            s,
+            caller,
+            body.user_id,
+            body.time_utc,
+            body.reason,
+            stage_seconds=request.app.state.settings.sandbox_stage_seconds,
+        ),
     )
 
 
@@ -326,9 +336,20 @@ async def track(
 ) -> JSONResponse:
     """Lifecycle of one impact: fields appear as its stages are reached."""
     base = public_base_url(request)
+    stage_seconds = request.app.state.settings.sandbox_stage_seconds
 
-    def view(session: Any) -> dict[str, Any]:
+    def view(session: Any, catch_up: bool) -> dict[str, Any] | None:
         impact = service.find_impact(session, caller, user_id, time_utc.replace(" ", "+"))
+        # Sandbox impacts follow their compressed schedule whether or not a
+        # worker runs (lifecycle/sandbox.py); only then is a write needed.
+        if sandbox.is_due(impact, now_ms(), stage_seconds):
+            if not catch_up:
+                return None
+            sandbox.catch_up(session, impact, now_ms(), stage_seconds)
         return track_view(session, impact, caller.user_id, base)
 
-    return JSONResponse(await request.app.state.db.run(view))
+    db = request.app.state.db
+    found = await db.run(view, False)
+    if found is None:
+        found = await db.run(view, True, write=True)
+    return JSONResponse(found)

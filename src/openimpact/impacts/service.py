@@ -33,6 +33,7 @@ from openimpact.customers.models import Customer
 from openimpact.db import rowcount, table
 from openimpact.errors import IdempotencyConflict, NotFound, ValidationFailed
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.lifecycle import sandbox
 from openimpact.notifications.models import OutboxMessage
 from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
 
@@ -297,10 +298,20 @@ def find_impact(session: Session, caller: Caller, user_id: str, time_utc: str) -
 
 
 def cancel_impact(
-    session: Session, caller: Caller, user_id: str, time_utc: str, reason: str | None
+    session: Session,
+    caller: Caller,
+    user_id: str,
+    time_utc: str,
+    reason: str | None,
+    *,
+    stage_seconds: int | None = None,
 ) -> Outcome:
     impact = find_impact(session, caller, user_id, time_utc)
     now = now_ms()
+    if stage_seconds is not None:
+        # A sandbox impact is where its schedule says, even with no worker
+        # running: past Donation Received it can no longer be cancelled.
+        sandbox.catch_up(session, impact, now, stage_seconds)
     # The conditional update is the exactly-once gate: of two concurrent
     # cancels, the second waits on the row lock and then matches nothing.
     result = session.execute(
