@@ -1,0 +1,209 @@
+"""The background worker: emails through a real (local) SMTP server, retries
+and giving up, cleanup of old Idempotency-Keys, and the in-process loop."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from openimpact.app import create_app
+from openimpact.impacts.models import IdempotencyRecord, Impact
+from openimpact.notifications.models import OutboxMessage
+from openimpact.notifications.service import MAX_ATTEMPTS, NO_SMTP, parse_smtp_url
+from openimpact.timeutil import ms_to_iso, now_ms
+from openimpact.worker import deliver_emails, purge_idempotency_keys, run_once
+from tests.conftest import TestDatabase
+from tests.factories import Api
+from tests.lifecycle.conftest import impact_row, set_impact
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Inbox:
+    port: int
+    messages: list[Any] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+            for envelope in self.messages
+            if address in envelope.rcpt_tos
+        ]
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    box = Inbox(_free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+def _notified_impact(api: Api, name: str = "Acme") -> tuple[Any, str, dict[str, Any], int]:
+    """A production impact on behalf of a customer, its outbox message due first."""
+    account = api.account(name=name)
+    customer = f"jane-{secrets.token_hex(4)}@example.com"
+    created = api.as_(account).plant(5, customer_email=customer, customer_name="Jane Doe")
+
+    def first_in_line(session: Any) -> int:
+        message_id = session.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.payload["time_utc"].as_string() == created["time_utc"],
+                OutboxMessage.payload["user_id"].as_string() == account.user_id,
+            )
+        )
+        assert message_id is not None, "the impact queued no email"
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(next_attempt_ms=0)
+        )
+        return message_id
+
+    return account, customer, created, api.db.run_sync(first_in_line, write=True)
+
+
+def _message(api: Api, message_id: int) -> OutboxMessage:
+    return api.db.run_sync(lambda s: s.get(OutboxMessage, message_id))
+
+
+class TestEmails:
+    def test_delivers_to_the_customer(self, api: Api, database: TestDatabase, inbox: Inbox) -> None:
+        account, customer, created, message_id = _notified_impact(api)
+        settings = database.settings(
+            smtp_url=f"smtp://127.0.0.1:{inbox.port}",
+            public_url="https://impact.example.org",
+            mail_from="impact@example.org",
+        )
+        counts = deliver_emails(api.db, settings)
+        assert counts["sent"] >= 1
+        [sent] = inbox.to(customer)
+        assert sent["Subject"] == "Acme: 5 trees planted on your behalf"
+        assert sent["From"] == "impact@example.org"
+        assert sent["To"] == f"Jane Doe <{customer}>"
+        body = sent.get_content()
+        tracking = f"{account.user_id}-{created['time_utc']}"
+        assert "Hello Jane Doe," in body
+        assert f"Tracking ID: {tracking}" in body
+        assert f"https://impact.example.org/certificate/{tracking}" in body
+        stored = _message(api, message_id)
+        assert stored.delivered_ms is not None and stored.attempts == 1
+        # Delivered means delivered once.
+        deliver_emails(api.db, settings)
+        assert len(inbox.to(customer)) == 1
+
+    def test_unreachable_server_backs_off_then_gives_up(
+        self, api: Api, database: TestDatabase
+    ) -> None:
+        _account, _customer, _created, message_id = _notified_impact(api)
+        settings = database.settings(smtp_url=f"smtp://127.0.0.1:{_free_port()}")
+        before = now_ms()
+        deliver_emails(api.db, settings)
+        stored = _message(api, message_id)
+        assert stored.attempts == 1 and stored.failed_ms is None
+        assert "ConnectionRefusedError" in (stored.last_error or "")
+        assert stored.next_attempt_ms >= before + 30_000  # the first backoff step
+        api.db.run_sync(
+            lambda s: s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(attempts=MAX_ATTEMPTS - 1, next_attempt_ms=0)
+            ),
+            write=True,
+        )
+        deliver_emails(api.db, settings)
+        stored = _message(api, message_id)
+        assert stored.attempts == MAX_ATTEMPTS
+        assert stored.failed_ms is not None and stored.delivered_ms is None
+
+    def test_without_smtp_nothing_piles_up(self, api: Api, database: TestDatabase) -> None:
+        _account, _customer, _created, message_id = _notified_impact(api)
+        deliver_emails(api.db, database.settings())
+        stored = _message(api, message_id)
+        assert stored.failed_ms is not None
+        assert stored.last_error == NO_SMTP
+
+    def test_smtp_urls(self) -> None:
+        target = parse_smtp_url("smtp+starttls://me%40x.org:s3cr%2Ft@mail.example.org")
+        assert (target.host, target.port, target.security) == ("mail.example.org", 587, "starttls")
+        assert (target.username, target.password) == ("me@x.org", "s3cr/t")
+        assert parse_smtp_url("smtps://mail.example.org").port == 465
+        with pytest.raises(ValueError, match="OPENIMPACT_SMTP_URL"):
+            parse_smtp_url("http://mail.example.org")
+
+
+def test_purges_old_idempotency_keys(api: Api, database: TestDatabase) -> None:
+    account = api.account()
+    caller = api.as_(account, "sandbox")
+    caller.post("/v1/plant_tree", {"amount": 1}, idempotency_key="old-key")
+    caller.post("/v1/plant_tree", {"amount": 2}, idempotency_key="new-key")
+    settings = database.settings(idempotency_ttl_hours=48)
+    api.db.run_sync(
+        lambda s: s.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == "old-key")
+            .values(created_ms=now_ms() - 49 * 3_600_000)
+        ),
+        write=True,
+    )
+    assert purge_idempotency_keys(api.db, settings) >= 1
+    keys = api.db.run_sync(
+        lambda s: set(
+            s.scalars(
+                select(IdempotencyRecord.key).where(
+                    IdempotencyRecord.key.in_(["old-key", "new-key"])
+                )
+            )
+        )
+    )
+    assert "old-key" not in keys and "new-key" in keys
+
+
+def test_one_pass_reports_each_job(api: Api, database: TestDatabase) -> None:
+    report = run_once(api.db, database.settings())
+    assert set(report) == {"sandbox_changes", "emails", "idempotency_keys_deleted"}
+    assert "error" not in report.values()
+
+
+def test_the_server_runs_the_worker_by_itself(database: TestDatabase) -> None:
+    settings = database.settings(background_worker=True, worker_interval_seconds=0.05)
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        account = api.account()
+        created = api.as_(account, "sandbox").plant(1)
+        row = impact_row(api.db, account.user_id, created["time_utc"], "sandbox")
+        old = row.time_ms - 10 * settings.sandbox_stage_seconds * 1000
+        set_impact(api.db, row.id, time_ms=old)
+        deadline = time.monotonic() + 10
+        stage = None
+        while time.monotonic() < deadline:
+            stage = api.db.run_sync(lambda s: s.get(Impact, row.id).stage)
+            if stage == "completed":
+                break
+            time.sleep(0.05)
+        assert stage == "completed", "the in-process worker did not advance the impact"
+        track = api.as_(account, "sandbox").get(
+            "/v1/track", user_id=account.user_id, time_utc=ms_to_iso(old)
+        )
+        assert "impact_completed" in track.json()
