@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, insert, literal, select, update
+from sqlalchemy import BigInteger, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ from openimpact.customers.models import Customer
 from openimpact.db import rowcount, table
 from openimpact.errors import IdempotencyConflict, NotFound, ValidationFailed
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle import sandbox
 from openimpact.notifications.models import OutboxMessage
 from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
@@ -45,6 +46,66 @@ _idem = table(IdempotencyRecord)
 _outbox = table(OutboxMessage)
 
 CANCELLABLE_STAGES = ("initiated", "donation_received")
+
+# The write path's statements, built once (issue 4: an impact write is the hot
+# path). SQLAlchemy compiles a statement once per dialect and caches that, but
+# building the statement and its cache key again on every call cost more than
+# running it on SQLite; built once with bind parameters, a request only binds.
+_FIND_REPLAY = select(_idem.c.request_hash, _idem.c.status_code, _idem.c.response_body).where(
+    _idem.c.account_id == bindparam("p_account"),
+    _idem.c.env == bindparam("p_env"),
+    _idem.c.key == bindparam("p_key"),
+)
+_INSERT_IDEMPOTENCY = insert(_idem)
+_FIND_CUSTOMER = select(
+    _customers.c.id, _customers.c.customer_id, _customers.c.email, _customers.c.name
+).where(
+    _customers.c.account_id == bindparam("p_account"),
+    _customers.c.env == bindparam("p_env"),
+    _customers.c.email_key == bindparam("p_email_key"),
+)
+_INSERT_CUSTOMER = insert(_customers).returning(_customers.c.id)
+_RENAME_CUSTOMER = (
+    update(_customers).where(_customers.c.id == bindparam("p_pk")).values(name=bindparam("p_name"))
+)
+_INSERT_IMPACT = insert(_impacts)
+_INSERT_DAILY = insert(_daily)
+_INSERT_OUTBOX = insert(_outbox)
+
+
+def _ledger_add(column: str) -> Any:
+    # max(last + 1, now) without dialect functions: strictly increasing per
+    # account and environment, and equal to the wall clock unless a burst
+    # of more than 1000 impacts a second runs ahead of it.
+    now = bindparam("p_now", type_=BigInteger)
+    return (
+        update(_ledger)
+        .where(_ledger.c.account_id == bindparam("p_account"), _ledger.c.env == bindparam("p_env"))
+        .values(
+            {
+                "last_ms": case((_ledger.c.last_ms >= now, _ledger.c.last_ms + 1), else_=now),
+                column: _ledger.c[column] + bindparam("p_amount", type_=BigInteger),
+            }
+        )
+        .returning(_ledger.c.last_ms)
+    )
+
+
+_LEDGER_ADD = {
+    f"{who}_{kind}": _ledger_add(f"{who}_{kind}")
+    for who in ("user", "customer")
+    for kind in RECORD_KEYS
+}
+_DAILY_ADD = {
+    kind: update(_daily)
+    .where(
+        _daily.c.account_id == bindparam("p_account"),
+        _daily.c.env == bindparam("p_env"),
+        _daily.c.day == bindparam("p_day"),
+    )
+    .values({kind: _daily.c[kind] + bindparam("p_amount", type_=BigInteger)})
+    for kind in RECORD_KEYS
+}
 
 
 class IdempotencyRace(Exception):
@@ -77,13 +138,11 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
 def find_replay(
     session: Session, caller: Caller, key: str, req_hash: str
 ) -> Outcome | None:
-    row = session.execute(
-        select(_idem.c.request_hash, _idem.c.status_code, _idem.c.response_body).where(
-            _idem.c.account_id == caller.account_id,
-            _idem.c.env == caller.env,
-            _idem.c.key == key,
-        )
-    ).first()
+    row = (
+        session.connection()
+        .execute(_FIND_REPLAY, {"p_account": caller.account_id, "p_env": caller.env, "p_key": key})
+        .first()
+    )
     if row is None:
         return None
     if row[0] != req_hash:
@@ -100,16 +159,17 @@ def remember(
     # No savepoint: on a conflict the whole transaction is void anyway and
     # the boundary rolls it back before replaying the stored answer.
     try:
-        session.execute(
-            insert(_idem).values(
-                account_id=caller.account_id,
-                env=caller.env,
-                key=key,
-                request_hash=req_hash,
-                status_code=outcome.status,
-                response_body=json.dumps(outcome.body, separators=(",", ":")),
-                created_ms=now_ms(),
-            )
+        session.connection().execute(
+            _INSERT_IDEMPOTENCY,
+            {
+                "account_id": caller.account_id,
+                "env": caller.env,
+                "key": key,
+                "request_hash": req_hash,
+                "status_code": outcome.status,
+                "response_body": json.dumps(outcome.body, separators=(",", ":")),
+                "created_ms": now_ms(),
+            },
         )
     except IntegrityError:
         raise IdempotencyRace() from None
@@ -143,21 +203,10 @@ def record_impact(session: Session, caller: Caller, new: NewImpact) -> Outcome:
     on_behalf = new.customer_email is not None
     column = ("customer_" if on_behalf else "user_") + new.impact_type
     now = now_ms()
-    # max(last + 1, now) without dialect functions: strictly increasing per
-    # account and environment, and equal to the wall clock unless a burst
-    # of more than 1000 impacts a second runs ahead of it.
-    time_ms = session.execute(
-        update(_ledger)
-        .where(_ledger.c.account_id == caller.account_id, _ledger.c.env == caller.env)
-        .values(
-            {
-                "last_ms": case(
-                    (_ledger.c.last_ms >= now, _ledger.c.last_ms + 1), else_=literal(now)
-                ),
-                column: _ledger.c[column] + new.amount,
-            }
-        )
-        .returning(_ledger.c.last_ms)
+    conn = session.connection()
+    time_ms = conn.execute(
+        _LEDGER_ADD[column],
+        {"p_account": caller.account_id, "p_env": caller.env, "p_now": now, "p_amount": new.amount},
     ).scalar_one()
 
     customer_out = None
@@ -170,23 +219,24 @@ def record_impact(session: Session, caller: Caller, new: NewImpact) -> Outcome:
 
     production = caller.env == "production"
     notify = production and (new.notify is not False) and on_behalf
-    session.execute(
-        insert(_impacts).values(
-            account_id=caller.account_id,
-            env=caller.env,
-            time_ms=time_ms,
-            impact_type=new.impact_type,
-            amount=new.amount,
-            category=new.category,
-            cause=cause,
-            customer_pk=customer_pk,
-            is_customer=on_behalf,
-            metadata=new.metadata or None,
-            notify=notify,
-            is_bonus=False,
-            certificate_id=_new_certificate_id() if production else None,
-            stage="initiated",
-        )
+    conn.execute(
+        _INSERT_IMPACT,
+        {
+            "account_id": caller.account_id,
+            "env": caller.env,
+            "time_ms": time_ms,
+            "impact_type": new.impact_type,
+            "amount": new.amount,
+            "category": new.category,
+            "cause": cause,
+            "customer_pk": customer_pk,
+            "is_customer": on_behalf,
+            "metadata": new.metadata or None,
+            "notify": notify,
+            "is_bonus": False,
+            "certificate_id": _new_certificate_id() if production else None,
+            "stage": "initiated",
+        },
     )
     _add_daily(session, caller, day_of(time_ms), new.impact_type, new.amount)
 
@@ -200,16 +250,17 @@ def record_impact(session: Session, caller: Caller, new: NewImpact) -> Outcome:
     if customer_out is not None:
         body["customer"] = customer_out
     if notify:
-        session.execute(
-            insert(_outbox).values(
-                kind="email",
-                account_id=caller.account_id,
-                env=caller.env,
-                payload={"template": "impact_created", "user_id": caller.user_id, **body},
-                created_ms=now,
-                next_attempt_ms=now,
-                attempts=0,
-            )
+        conn.execute(
+            _INSERT_OUTBOX,
+            {
+                "kind": "email",
+                "account_id": caller.account_id,
+                "env": caller.env,
+                "payload": {"template": "impact_created", "user_id": caller.user_id, **body},
+                "created_ms": now,
+                "next_attempt_ms": now,
+                "attempts": 0,
+            },
         )
     return Outcome(status=200, body=body)
 
@@ -223,33 +274,29 @@ def _onboard(
     other writer of this account and environment can be here at once.
     """
     email_key = email.lower()
-    row = session.execute(
-        select(_customers.c.id, _customers.c.customer_id, _customers.c.email, _customers.c.name)
-        .where(
-            _customers.c.account_id == caller.account_id,
-            _customers.c.env == caller.env,
-            _customers.c.email_key == email_key,
-        )
+    conn = session.connection()
+    row = conn.execute(
+        _FIND_CUSTOMER,
+        {"p_account": caller.account_id, "p_env": caller.env, "p_email_key": email_key},
     ).first()
     if row is None:
         customer_id = "C" + secrets.token_hex(8)
-        pk = session.execute(
-            insert(_customers)
-            .values(
-                customer_id=customer_id,
-                account_id=caller.account_id,
-                env=caller.env,
-                email=email,
-                email_key=email_key,
-                name=name,
-                onboarded_ms=time_ms,
-            )
-            .returning(_customers.c.id)
+        pk = conn.execute(
+            _INSERT_CUSTOMER,
+            {
+                "customer_id": customer_id,
+                "account_id": caller.account_id,
+                "env": caller.env,
+                "email": email,
+                "email_key": email_key,
+                "name": name,
+                "onboarded_ms": time_ms,
+            },
         ).scalar_one()
         return pk, _customer_out(customer_id, email, name)
     pk, customer_id, stored_email, stored_name = row
     if name is not None and name != stored_name:
-        session.execute(update(_customers).where(_customers.c.id == pk).values(name=name))
+        conn.execute(_RENAME_CUSTOMER, {"p_pk": pk, "p_name": name})
         stored_name = name
     return pk, _customer_out(customer_id, stored_email, stored_name)
 
@@ -263,15 +310,21 @@ def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, A
 
 def _add_daily(session: Session, caller: Caller, day: str, column: str, amount: int) -> None:
     # Update-then-insert is race-free here for the same reason as _onboard.
-    where = and_(
-        _daily.c.account_id == caller.account_id, _daily.c.env == caller.env, _daily.c.day == day
+    conn = session.connection()
+    result = conn.execute(
+        _DAILY_ADD[column],
+        {"p_account": caller.account_id, "p_env": caller.env, "p_day": day, "p_amount": amount},
     )
-    result = session.execute(update(_daily).where(where).values({column: _daily.c[column] + amount}))
     if rowcount(result) == 0:
-        session.execute(
-            insert(_daily).values(
-                account_id=caller.account_id, env=caller.env, day=day, **{column: amount}
-            )
+        conn.execute(
+            _INSERT_DAILY,
+            {
+                "account_id": caller.account_id,
+                "env": caller.env,
+                "day": day,
+                **dict.fromkeys(RECORD_KEYS, 0),
+                column: amount,
+            },
         )
 
 
