@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, literal, select
 from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account
 from openimpact.accounts.service import create_account
 from openimpact.auth import Caller
 from openimpact.db import Database
+from openimpact.impacts.models import STAGES, Impact
 from openimpact.impacts.service import NewImpact, record_impact
+from openimpact.lifecycle.service import STEPS, CompleteOptions, advance, new_batch_id
+from openimpact.timeutil import now_ms
 
 _ACTIVITY = [
     ("tree_planted", 25, None, None, None),
@@ -20,6 +23,16 @@ _ACTIVITY = [
     ("carbon_captured", 120, None, None, None),
     ("coral_restored", 6, None, "jane@example.com", None),
     ("money_donated", 500, None, None, None),
+]
+# How far each production impact above has come (in order), so the demo shows
+# every stage of the lifecycle and finished certificates.
+_PRODUCTION_STAGES = [
+    "completed",
+    "completed",
+    "transferred",
+    "donation_received",
+    "completed",
+    "initiated",
 ]
 
 
@@ -38,6 +51,8 @@ def create_demo(db: Database) -> dict[str, Any] | None:
                     caller,
                     NewImpact(impact_type, amount, category, email, name, False, {"source": "demo"}),
                 )
+            if env == "production":
+                _spread_over_stages(session, account.id)
         return {
             "user_id": account.user_id,
             "sandbox_key": keys["sandbox"].key,
@@ -45,3 +60,29 @@ def create_demo(db: Database) -> dict[str, Any] | None:
         }
 
     return db.run_sync(create, write=True)
+
+
+def _spread_over_stages(session: Session, account_id: int) -> None:
+    ids = list(
+        session.scalars(
+            select(Impact.id)
+            .where(Impact.account_id == account_id, Impact.env == "production")
+            .order_by(Impact.id)
+        )
+    )
+    batch_id = new_batch_id("demo")
+    for step in STEPS.values():
+        due = [
+            impact_id
+            for impact_id, target in zip(ids, _PRODUCTION_STAGES, strict=True)
+            if STAGES.index(target) >= step.number
+        ]
+        advance(
+            session,
+            step,
+            due,
+            stamp=literal(now_ms(), BigInteger),
+            actor="demo",
+            batch_id=batch_id,
+            options=CompleteOptions(),
+        )
