@@ -12,6 +12,7 @@ from openimpact.db import Database
 from openimpact.demo import create_demo
 from openimpact.impacts.models import Impact
 from openimpact.lifecycle.models import ImpactTransition
+from openimpact.lifecycle.service import impact_by_tracking_id
 from openimpact.migrate import prepare_database
 
 
@@ -37,5 +38,8 @@ def test_demo_production_impacts_cover_every_stage(tmp_path: Path) -> None:
         assert found["sandbox"] == Counter({"initiated": 6})
         actors = db.run_sync(lambda s: set(s.scalars(select(ImpactTransition.actor))))
         assert actors == {"demo"}
+        # serve --demo prints this certificate's address.
+        shown = db.run_sync(impact_by_tracking_id, created["completed_tracking_id"], "production")
+        assert shown.stage == "completed" and shown.certificate_id
     finally:
         db.dispose()

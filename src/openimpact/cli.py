@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"-H 'x-api-key: {created['sandbox_key']}' -d '{{\"amount\": 5}}'"
             )
             print(f"  open {base}/docs")
+            print(f"  open {base}/certificate/{created['completed_tracking_id']}")
         sys.stdout.flush()
     uvicorn.run(
         "openimpact.app:create_app",

@@ -14,7 +14,7 @@ from openimpact.db import Database
 from openimpact.impacts.models import STAGES, Impact
 from openimpact.impacts.service import NewImpact, record_impact
 from openimpact.lifecycle.service import STEPS, CompleteOptions, advance, new_batch_id
-from openimpact.timeutil import now_ms
+from openimpact.timeutil import ms_to_iso, now_ms
 
 _ACTIVITY = [
     ("tree_planted", 25, None, None, None),
@@ -52,24 +52,25 @@ def create_demo(db: Database) -> dict[str, Any] | None:
                     NewImpact(impact_type, amount, category, email, name, False, {"source": "demo"}),
                 )
             if env == "production":
-                _spread_over_stages(session, account.id)
+                completed = _spread_over_stages(session, account.id)
         return {
             "user_id": account.user_id,
             "sandbox_key": keys["sandbox"].key,
             "production_key": keys["production"].key,
+            "completed_tracking_id": f"{account.user_id}-{ms_to_iso(completed)}",
         }
 
     return db.run_sync(create, write=True)
 
 
-def _spread_over_stages(session: Session, account_id: int) -> None:
-    ids = list(
-        session.scalars(
-            select(Impact.id)
-            .where(Impact.account_id == account_id, Impact.env == "production")
-            .order_by(Impact.id)
-        )
-    )
+def _spread_over_stages(session: Session, account_id: int) -> int:
+    """Advance the production impacts; returns the time of the first completed one."""
+    rows = session.execute(
+        select(Impact.id, Impact.time_ms)
+        .where(Impact.account_id == account_id, Impact.env == "production")
+        .order_by(Impact.id)
+    ).all()
+    ids = [row[0] for row in rows]
     batch_id = new_batch_id("demo")
     for step in STEPS.values():
         due = [
@@ -86,3 +87,4 @@ def _spread_over_stages(session: Session, account_id: int) -> None:
             batch_id=batch_id,
             options=CompleteOptions(),
         )
+    return int(rows[_PRODUCTION_STAGES.index("completed")][1])
