@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -115,6 +116,23 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+# A check that each transaction of the current request runs before its work.
+# It lives in a context variable because a request is one asyncio task (and
+# anyio copies the context into the worker thread on PostgreSQL), so a check
+# set while handling one request can never reach another.
+_guard: ContextVar[Callable[[Session], None] | None] = ContextVar(
+    "openimpact_transaction_guard", default=None
+)
+
+
+def guard_transactions(check: Callable[[Session], None]) -> None:
+    """Run ``check(session)`` first in every transaction that the current
+    request opens through :meth:`Database.run`; raising refuses the request and
+    rolls the transaction back. auth uses it to confirm a cached API key in the
+    request's own transaction instead of a transaction of its own."""
+    _guard.set(check)
+
+
 class Database:
     """One engine and the request boundary around it."""
 
@@ -131,7 +149,10 @@ class Database:
         return (self._write if write else self._read)()
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        guard = _guard.get()
         with self.session(write=write) as session, session.begin():
+            if guard is not None:
+                guard(session)
             return fn(session, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:

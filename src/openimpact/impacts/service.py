@@ -36,7 +36,7 @@ from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle import sandbox
 from openimpact.notifications.models import OutboxMessage
-from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
+from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso, parse_iso_ms
 
 _ledger = table(Ledger)
 _impacts = table(Impact)
@@ -331,13 +331,15 @@ def _add_daily(session: Session, caller: Caller, day: str, column: str, amount: 
 def find_impact(session: Session, caller: Caller, user_id: str, time_utc: str) -> Impact:
     """The caller's own impact, or the same 404 whether it is someone else's or
     does not exist (OWASP API1: never confirm another account's data)."""
-    time_ms = parse_iso_ms(time_utc)
-    if time_ms is None:
+    if parse_iso(time_utc) is None:
         raise ValidationFailed(
             "time_utc: must be an ISO-8601 UTC timestamp like 2024-09-16T20:34:04.429Z"
         )
+    # A real time between two milliseconds is well formed but names no impact
+    # (impact times are whole milliseconds): that is a 404, like any other miss.
+    time_ms = parse_iso_ms(time_utc)
     impact = None
-    if user_id.strip() == caller.user_id:
+    if time_ms is not None and user_id.strip() == caller.user_id:
         impact = session.scalar(
             select(Impact).where(
                 Impact.account_id == caller.account_id,
