@@ -8,15 +8,18 @@ of credential and is never accepted as an account key (and vice versa).
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account, ApiKey
 from openimpact.accounts.service import env_of_key, hash_key
+from openimpact.db import guard_transactions
 from openimpact.errors import Forbidden, KeyError_
 from openimpact.ratelimit import enforce_rate_limit
 
@@ -44,6 +47,69 @@ def _lookup(session: Session, key_hash: str) -> Caller | None:
     return Caller(row[0], row[1], row[2], row[3], row[4], key_hash)
 
 
+# Requests that may change data: their work runs in a transaction of its own,
+# in which a cached key can be confirmed (see KeyCache).
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_STILL_VALID = select(ApiKey.id).where(
+    ApiKey.key_hash == bindparam("p_key_hash"), ApiKey.revoked_ms.is_(None)
+)
+
+
+class KeyCache:
+    """Who each recently seen key belongs to, per worker process (issue 4).
+
+    A lookup costs a transaction of its own on every request, and on
+    PostgreSQL a second trip through the thread pool. A request that changes
+    data instead takes the Caller from here and confirms the key with the
+    first statement of its own write transaction (db.guard_transactions), so
+    a revoked or deleted key still fails at once, on every worker, with no
+    invalidation message to miss: nothing is trusted without that check.
+    Reads keep the lookup, because some of them (whoami) open no transaction
+    in which the check could run. Since the check now runs after the body is
+    validated, a revoked key with an invalid body gets the 400 rather than
+    the 401; neither reveals anything about the account.
+    """
+
+    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 300.0) -> None:
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[str, tuple[Caller, float]] = {}
+
+    def get(self, key_hash: str) -> Caller | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, caller: Caller) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.pop(next(iter(self._entries)), None)  # the oldest
+        self._entries[caller.key_hash] = (caller, time.monotonic() + self.ttl_seconds)
+
+    def discard(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def confirmation(self, key_hash: str) -> Callable[[Session], None]:
+        """The check that the key is still valid, run in the request's
+        transaction; it drops the key from the cache and refuses otherwise."""
+
+        def confirm(session: Session) -> None:
+            found = session.connection().execute(_STILL_VALID, {"p_key_hash": key_hash}).first()
+            if found is None:
+                self.discard(key_hash)
+                raise KeyError_(UNKNOWN_KEY)
+
+        return confirm
+
+
+def key_cache(request: Request) -> KeyCache:
+    state = request.app.state
+    cache = getattr(state, "key_cache", None)
+    if cache is None:
+        cache = state.key_cache = KeyCache()
+    return cache
+
+
 async def current_caller(request: Request) -> Caller:
     key = request.headers.get("x-api-key")
     if not key:
@@ -51,10 +117,17 @@ async def current_caller(request: Request) -> Caller:
     key = key.strip()
     if env_of_key(key) is None or len(key) > 200:
         raise KeyError_(UNKNOWN_KEY)
-    db = request.app.state.db
-    caller = await db.run(_lookup, hash_key(key))
-    if caller is None:
-        raise KeyError_(UNKNOWN_KEY)
+    key_hash = hash_key(key)
+    cache = key_cache(request)
+    caller = cache.get(key_hash) if request.method not in _SAFE_METHODS else None
+    if caller is not None:
+        guard_transactions(cache.confirmation(key_hash))
+    else:
+        caller = await request.app.state.db.run(_lookup, key_hash)
+        if caller is None:
+            cache.discard(key_hash)
+            raise KeyError_(UNKNOWN_KEY)
+        cache.put(caller)
     await enforce_rate_limit(request.app.state.limiter, caller.key_hash)
     request.state.caller = caller
     return caller
