@@ -44,7 +44,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        # The length check first: int() refuses strings of over 4300 digits.
+        if declared is not None and (
+            not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes
+        ):
             await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -78,6 +81,34 @@ class BodyLimit:
             413, "payload_too_large", f"request body must be at most {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+class UrlGuard:
+    """Refuse, with a JSON 400, URLs that no parameter of this API can use:
+
+    - a NUL character in the path or the query: PostgreSQL cannot even compare
+      text holding one, so it would surface as a 500 from the driver;
+    - more than ``max_params`` query parameters (the longest real query has
+      about twenty), so that a parameter repeated thousands of times costs
+      nothing to parse.
+    """
+
+    def __init__(self, app: ASGIApp, max_params: int = 100) -> None:
+        self.app = app
+        self.max_params = max_params
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope["query_string"]
+            message = None
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                message = "the URL must not contain NUL characters"
+            elif query.count(b"&") >= self.max_params:
+                message = f"at most {self.max_params} query parameters are allowed"
+            if message is not None:
+                await error_response(400, "validation_error", message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _describe_real_errors(app: FastAPI) -> None:
@@ -163,4 +194,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UrlGuard)
     return app

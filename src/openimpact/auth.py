@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -110,8 +111,18 @@ def key_cache(request: Request) -> KeyCache:
     return cache
 
 
-async def current_caller(request: Request) -> Caller:
-    key = request.headers.get("x-api-key")
+# Declared as an OpenAPI security scheme so /docs, client generators and
+# fuzzers know that every /v1 operation needs the key; the check is ours.
+_API_KEY_HEADER = APIKeyHeader(
+    name="x-api-key",
+    auto_error=False,
+    description="An account key: oi_test_... (sandbox) or oi_live_... (production)",
+)
+
+
+async def current_caller(
+    request: Request, key: Annotated[str | None, Security(_API_KEY_HEADER)] = None
+) -> Caller:
     if not key:
         raise KeyError_("missing x-api-key header")
     key = key.strip()

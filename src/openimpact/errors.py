@@ -125,11 +125,23 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "validation_error", "body: is not valid JSON")
+        # FastAPI hands the model the raw bytes when the Content-Type is not JSON
+        # (text/plain, a form, or none, as with a bare `curl -d`).
+        if any(e.get("loc") == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+            return error_response(
+                415,
+                "unsupported_media_type",
+                "body: send JSON with the header Content-Type: application/json",
+            )
         return error_response(400, "validation_error", describe_validation_errors(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "There was an error parsing the body": json.loads gave up
+            # on invalid UTF-8, nesting too deep or a number too long.
+            message = "body: is not valid JSON (bad UTF-8, nested too deep or a number too long)"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
         type_ = _STATUS_TYPES.get(exc.status_code, "error")

@@ -6,7 +6,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from openimpact.errors import ErrorBody, ValidationFailed
 
@@ -36,7 +36,12 @@ def _safe_text(value: str) -> str:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_safe_text)]
+# The same rule as _CONTROL, as a JSON Schema (ECMA-262) pattern for /openapi.json.
+NO_CONTROL_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
+
+SafeStr = Annotated[
+    str, AfterValidator(_safe_text), Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN})
+]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -47,16 +52,25 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found (also for another account's data)",
         409: "Idempotency-Key reused with a different request",
         413: "Request body too large",
+        415: "Request body is not JSON (Content-Type must be application/json)",
         429: "Rate limit exceeded; see Retry-After",
     }
     return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
 
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The OpenAPI formats (RFC 3339 full-date and date-time) of values that the
+# server parses itself, so that the schema says what is accepted while the
+# error message still names the parameter in our own words.
+DAY: dict[str, Any] = {"format": "date"}
+INSTANT: dict[str, Any] = {"format": "date-time"}
+
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def parse_day(name: str, value: str | None) -> date | None:
-    if value is None or value == "":
+    # An empty value is not a date (the schema says format: date); clients
+    # that mean "no bound" leave the parameter out, as the official SDK does.
+    if value is None:
         return None
     if not _DATE_RE.match(value):
         raise ValidationFailed(f"{name}: must be a date in YYYY-MM-DD format")
@@ -66,21 +80,27 @@ def parse_day(name: str, value: str | None) -> date | None:
         raise ValidationFailed(f"{name}: {value} is not a real calendar date") from None
 
 
+# One ``filter_by`` value: record keys separated by commas (spaces around them
+# allowed), or nothing. /openapi.json states it and the parser holds to it.
+_ANY_KEY = "(" + "|".join(RECORD_KEYS) + ")"
+FILTER_BY_PATTERN = f"^ *({_ANY_KEY} *(, *{_ANY_KEY} *)*)?$"
+_FILTER_BY = re.compile(FILTER_BY_PATTERN)
+
+
 def parse_filter_by(values: list[str] | None) -> tuple[str, ...]:
     """Repeatable ``filter_by``; a comma-separated list is read the same way."""
     if not values:
         return ()
     keys: list[str] = []
     for raw in values:
-        for part in raw.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if part not in RECORD_KEYS:
-                raise ValidationFailed(
-                    f"filter_by: '{part[:40]}' is not one of {', '.join(RECORD_KEYS)}"
-                )
-            if part not in keys:
+        parts = [part.strip(" ") for part in raw.split(",")]
+        if not _FILTER_BY.fullmatch(raw):
+            bad = next((part for part in parts if part not in RECORD_KEYS), raw)
+            raise ValidationFailed(
+                f"filter_by: '{bad[:40]}' is not one of {', '.join(RECORD_KEYS)}"
+            )
+        for part in parts:
+            if part and part not in keys:
                 keys.append(part)
     return tuple(keys)
 

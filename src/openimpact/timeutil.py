@@ -31,12 +31,9 @@ def datetime_to_ms(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def parse_iso_ms(value: str) -> int | None:
-    """Parse an ISO-8601 timestamp to epoch ms; None when it is not one.
-
-    Naive timestamps are read as UTC. Sub-millisecond precision that is not
-    zero cannot name an impact, so it is rejected too.
-    """
+def parse_iso(value: str) -> datetime | None:
+    """Parse an ISO-8601 timestamp; None when it is not one. Naive timestamps
+    are read as UTC."""
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -44,7 +41,17 @@ def parse_iso_ms(value: str) -> int | None:
         dt = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if dt.microsecond % 1000:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def parse_iso_ms(value: str) -> int | None:
+    """Parse an ISO-8601 timestamp to epoch ms; None when it is not one.
+
+    Sub-millisecond precision that is not zero cannot name an impact, so it is
+    rejected too.
+    """
+    dt = parse_iso(value)
+    if dt is None or dt.microsecond % 1000:
         return None
     try:
         return datetime_to_ms(dt)

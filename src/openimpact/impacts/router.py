@@ -14,7 +14,15 @@ from openimpact.impacts import schemas, service
 from openimpact.impacts.queries import RecordQuery, list_records
 from openimpact.impacts.service import NewImpact, Outcome
 from openimpact.impacts.tracking import track_view
-from openimpact.kit import email_from_query, error_responses, parse_day, parse_filter_by
+from openimpact.kit import (
+    DAY,
+    FILTER_BY_PATTERN,
+    INSTANT,
+    email_from_query,
+    error_responses,
+    parse_day,
+    parse_filter_by,
+)
 from openimpact.lifecycle import sandbox
 from openimpact.timeutil import now_ms
 
@@ -24,12 +32,36 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
         description="1–255 characters. A retry with the same key and body returns the stored "
         "answer (header Idempotent-Replayed: true) and creates nothing; the same key with a "
         "different body is a 409. Kept at least 24 hours.",
     ),
 ]
-_POST_ERRORS = error_responses(400, 401, 409, 413, 429)
+# OpenAPI links (https://spec.openapis.org/oas/v3.1.0#link-object): an impact's
+# user_id and time_utc name it in track and cancel_impact. Client generators and
+# the stateful fuzzer (tests/reliability) follow them.
+_IMPACT_LINKS = {
+    "TrackImpact": {
+        "operationId": "track_v1_track_get",
+        "parameters": {
+            "user_id": "$response.body#/user_id",
+            "time_utc": "$response.body#/time_utc",
+        },
+    },
+    "CancelImpact": {
+        "operationId": "cancel_impact_v1_cancel_impact_post",
+        "requestBody": {
+            "user_id": "$response.body#/user_id",
+            "time_utc": "$response.body#/time_utc",
+        },
+    },
+}
+_IMPACT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The impact as recorded", "links": _IMPACT_LINKS},
+    **error_responses(400, 401, 409, 413, 415, 429),
+}
 _GET_ERRORS = error_responses(400, 401, 429)
 
 
@@ -37,8 +69,6 @@ async def _idempotent(
     request: Request, caller: Caller, key: str | None, body: BaseModel, work: Any
 ) -> JSONResponse:
     """Run ``work(session)`` once per Idempotency-Key, replaying stored answers."""
-    if key is not None and not 1 <= len(key) <= 255:
-        raise ValidationFailed("Idempotency-Key: must be 1 to 255 characters")
     db = request.app.state.db
     req_hash = service.request_hash(request.url.path, body.model_dump(mode="json", exclude_unset=True))
 
@@ -81,7 +111,7 @@ async def _create(
     )
 
 
-@router.post("/plant_tree", response_model=schemas.PlantTreeResponse, responses=_POST_ERRORS)
+@router.post("/plant_tree", response_model=schemas.PlantTreeResponse, responses=_IMPACT_RESPONSES)
 async def plant_tree(
     request: Request, caller: AccountDep, body: schemas.PlantTreeRequest, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -90,7 +120,9 @@ async def plant_tree(
     return await _create(request, caller, key, "tree_planted", body)
 
 
-@router.post("/clean_ocean", response_model=schemas.CleanOceanResponse, responses=_POST_ERRORS)
+@router.post(
+    "/clean_ocean", response_model=schemas.CleanOceanResponse, responses=_IMPACT_RESPONSES
+)
 async def clean_ocean(
     request: Request, caller: AccountDep, body: schemas.CleanOceanRequest, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -99,7 +131,7 @@ async def clean_ocean(
 
 
 @router.post(
-    "/capture_carbon", response_model=schemas.CaptureCarbonResponse, responses=_POST_ERRORS
+    "/capture_carbon", response_model=schemas.CaptureCarbonResponse, responses=_IMPACT_RESPONSES
 )
 async def capture_carbon(
     request: Request,
@@ -111,7 +143,9 @@ async def capture_carbon(
     return await _create(request, caller, key, "carbon_captured", body)
 
 
-@router.post("/restore_coral", response_model=schemas.RestoreCoralResponse, responses=_POST_ERRORS)
+@router.post(
+    "/restore_coral", response_model=schemas.RestoreCoralResponse, responses=_IMPACT_RESPONSES
+)
 async def restore_coral(
     request: Request,
     caller: AccountDep,
@@ -122,7 +156,9 @@ async def restore_coral(
     return await _create(request, caller, key, "coral_restored", body)
 
 
-@router.post("/donate_money", response_model=schemas.DonateMoneyResponse, responses=_POST_ERRORS)
+@router.post(
+    "/donate_money", response_model=schemas.DonateMoneyResponse, responses=_IMPACT_RESPONSES
+)
 async def donate_money(
     request: Request,
     caller: AccountDep,
@@ -137,7 +173,7 @@ async def donate_money(
 @router.post(
     "/cancel_impact",
     response_model=schemas.CancelResponse,
-    responses=error_responses(400, 401, 404, 409, 413, 429),
+    responses=error_responses(400, 401, 404, 409, 413, 415, 429),
 )
 async def cancel_impact(
     request: Request, caller: AccountDep, body: schemas.CancelRequest, key: IdempotencyKey = None
@@ -222,7 +258,7 @@ def _record_query(
 
 
 FilterBy = Annotated[
-    list[str] | None,
+    list[Annotated[str, Field(json_schema_extra={"pattern": FILTER_BY_PATTERN})]] | None,
     Query(
         description="Repeatable: tree_planted, waste_removed, carbon_captured, coral_restored, "
         "money_donated",
@@ -230,9 +266,13 @@ FilterBy = Annotated[
     ),
 ]
 StartDate = Annotated[
-    str | None, Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10)
+    str | None,
+    Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10, json_schema_extra=DAY),
 ]
-EndDate = Annotated[str | None, Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10)]
+EndDate = Annotated[
+    str | None,
+    Query(description="YYYY-MM-DD, inclusive (UTC day)", max_length=10, json_schema_extra=DAY),
+]
 Limit = Annotated[int, Query(ge=0, le=1000, description="Records per page, 0–1000")]
 Cursor = Annotated[
     str | None, Query(description="From the previous page's response", max_length=500)
@@ -332,7 +372,7 @@ async def track(
     request: Request,
     caller: AccountDep,
     user_id: Annotated[str, Query(max_length=64)],
-    time_utc: Annotated[str, Query(max_length=64)],
+    time_utc: Annotated[str, Query(max_length=64, json_schema_extra=INSTANT)],
 ) -> JSONResponse:
     """Lifecycle of one impact: fields appear as its stages are reached."""
     base = public_base_url(request)

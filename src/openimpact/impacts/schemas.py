@@ -12,10 +12,11 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     model_validator,
 )
 
-from openimpact.kit import SafeStr
+from openimpact.kit import INSTANT, NO_CONTROL_PATTERN, SafeStr
 
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 RESERVED_METADATA_KEYS = frozenset({"gift", "widgetID"})
@@ -43,12 +44,42 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Email = Annotated[SafeStr, AfterValidator(_email)]
-Metadata = Annotated[dict[SafeStr, SafeStr], AfterValidator(_metadata)]
+Email = Annotated[
+    SafeStr, AfterValidator(_email), Field(json_schema_extra={"format": "email", "maxLength": 254})
+]
+Metadata = Annotated[
+    dict[SafeStr, SafeStr],
+    AfterValidator(_metadata),
+    # The rules of _metadata, stated in /openapi.json.
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 20,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": 40,
+                "pattern": NO_CONTROL_PATTERN,
+                "not": {"enum": sorted(RESERVED_METADATA_KEYS)},
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 500,
+                "pattern": NO_CONTROL_PATTERN,
+            },
+        }
+    ),
+]
+
+
+# JSON Schema for the rule of _name_needs_email, so that /openapi.json states it.
+_NAME_NEEDS_EMAIL = {
+    "if": {"required": ["customer_name"], "properties": {"customer_name": {"type": "string"}}},
+    "then": {"required": ["customer_email"], "properties": {"customer_email": {"type": "string"}}},
+}
 
 
 class _ImpactRequestBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_NAME_NEEDS_EMAIL)
 
     customer_email: Email | None = Field(
         default=None,
@@ -158,7 +189,9 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: SafeStr = Field(max_length=64, description="user_id of the impact")
-    time_utc: SafeStr = Field(max_length=64, description="time_utc of the impact")
+    time_utc: SafeStr = Field(
+        max_length=64, description="time_utc of the impact", json_schema_extra=INSTANT
+    )
     reason: SafeStr | None = Field(default=None, max_length=200, description="Why (≤ 200 chars)")
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from openimpact.auth import AccountDep, current_caller
 from openimpact.errors import ValidationFailed
-from openimpact.kit import error_responses, parse_day
+from openimpact.kit import DAY, error_responses, parse_day
 from openimpact.stats import service
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
@@ -47,8 +47,12 @@ async def impact(request: Request, caller: AccountDep) -> JSONResponse:
 async def impact_daily(
     request: Request,
     caller: AccountDep,
-    start_date: Annotated[str | None, Query(max_length=10, description="YYYY-MM-DD")] = None,
-    end_date: Annotated[str | None, Query(max_length=10, description="YYYY-MM-DD")] = None,
+    start_date: Annotated[
+        str | None, Query(max_length=10, description="YYYY-MM-DD", json_schema_extra=DAY)
+    ] = None,
+    end_date: Annotated[
+        str | None, Query(max_length=10, description="YYYY-MM-DD", json_schema_extra=DAY)
+    ] = None,
 ) -> JSONResponse:
     """Daily totals per UTC day (inclusive range), excluding cancelled impacts."""
     start = parse_day("start_date", start_date)
