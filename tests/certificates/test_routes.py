@@ -226,6 +226,8 @@ class TestNotFound:
             "/certificates/abcdefghijklmnopqrstuvwx/image.png",
             "/certificates/abcdefghijklmnopqrstuvwx.pdf",
             "/certificates/not-an-id!",
+            "/v1/certificates/" + "0" * 300,
+            "/certificate/" + "U1-" * 100,
             "/v1/certificates/abcdefghijklmnopqrstuvwx",
             "/certificate/U0-2024-09-16T20:34:04.429Z",
             "/certificate/garbage/certificate.pdf",

@@ -31,8 +31,9 @@ from openimpact.kit import error_responses
 
 router = APIRouter(tags=["certificates"])
 
-CertificateId = Annotated[str, Path(max_length=80, description="The certificate ID")]
-TrackingId = Annotated[str, Path(max_length=120, description="user_id-time_utc")]
+# No length limits: any id that is not a certificate's is the same 404.
+CertificateId = Annotated[str, Path(description="The certificate ID")]
+TrackingId = Annotated[str, Path(description="user_id-time_utc")]
 _NOT_FOUND = error_responses(404)
 # Short: an in-progress certificate changes as the impact moves on.
 _CACHE = "public, max-age=300"
