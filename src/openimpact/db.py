@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import anyio.to_thread
+import orjson
 from sqlalchemy import (
     BigInteger,
     CursorResult,
@@ -79,6 +80,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
         )
         _configure_sqlite(engine)
         return engine
@@ -88,6 +90,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
 
 

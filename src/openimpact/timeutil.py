@@ -16,8 +16,12 @@ def now_ms() -> int:
 
 
 def ms_to_iso(ms: int) -> str:
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # gmtime and %-formatting: twice as fast as datetime.strftime, which
+    # counted on a 1000-record page (issue 4).
+    t = time.gmtime(ms // 1000)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ms % 1000
+    )  # fmt: skip
 
 
 def ms_to_datetime(ms: int) -> datetime:

@@ -24,6 +24,7 @@ from openimpact.kit import (
     parse_filter_by,
 )
 from openimpact.lifecycle import sandbox
+from openimpact.responses import FastJSONResponse
 from openimpact.timeutil import now_ms
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
@@ -87,7 +88,7 @@ async def _idempotent(
     except service.IdempotencyRace:
         outcome = await db.run(run, write=True)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+    return FastJSONResponse(outcome.body, status_code=outcome.status, headers=headers)
 
 
 def _new(impact_type: str, body: Any) -> NewImpact:
@@ -284,7 +285,7 @@ def _page_response(key: str, records: list[dict[str, Any]], cursor: str | None) 
     body: dict[str, Any] = {key: records}
     if cursor is not None:
         body["cursor"] = cursor
-    return JSONResponse(body)
+    return FastJSONResponse(body)
 
 
 @router.get("/records", response_model=RecordsPage, responses=_GET_ERRORS)
