@@ -71,6 +71,8 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if self.log:
+            output.close()  # the server has its own copy of the descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,7 @@ from openimpact.migrate import prepare_database
 from openimpact.pagination import CursorCodec
 from openimpact.projects.router import router as projects_router
 from openimpact.ratelimit import make_limiter
+from openimpact.redact import redact_logs
 from openimpact.stats.router import router as stats_router
 from openimpact.worker import run_in_background
 
@@ -83,6 +85,14 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _is_utf8(url_part: bytes) -> bool:
+    try:
+        unquote_to_bytes(url_part).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class UrlGuard:
     """Refuse, with a JSON 400, URLs that no parameter of this API can use:
 
@@ -90,7 +100,9 @@ class UrlGuard:
       text holding one, so it would surface as a 500 from the driver;
     - more than ``max_params`` query parameters (the longest real query has
       about twenty), so that a parameter repeated thousands of times costs
-      nothing to parse.
+      nothing to parse;
+    - bytes that are not UTF-8 once percent-decoded (Starlette would quietly
+      turn them into U+FFFD and answer for a value nobody sent).
     """
 
     def __init__(self, app: ASGIApp, max_params: int = 100) -> None:
@@ -105,6 +117,8 @@ class UrlGuard:
                 message = "the URL must not contain NUL characters"
             elif query.count(b"&") >= self.max_params:
                 message = f"at most {self.max_params} query parameters are allowed"
+            elif not _is_utf8(query) or not _is_utf8(scope.get("raw_path") or b""):
+                message = "the URL must be UTF-8 once percent-decoded"
             if message is not None:
                 await error_response(400, "validation_error", message)(scope, receive, send)
                 return
@@ -141,6 +155,7 @@ def _describe_real_errors(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redact_logs(settings.admin_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

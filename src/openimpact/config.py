@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     mail_from: str = Field(default="impact@openimpact.local")
     log_level: str = Field(default="info")
 
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: str | None) -> str | None:
+        # Account keys always carry these prefixes: a token that did could be
+        # taken for one (by a person, a log scrubber or a secret scanner).
+        if value and value.strip().startswith(("oi_test_", "oi_live_")):
+            raise ValueError("OPENIMPACT_ADMIN_TOKEN must not look like an account key (oi_...)")
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _check_rate(cls, value: str) -> str:

@@ -35,9 +35,12 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=255,
-        description="1–255 characters. A retry with the same key and body returns the stored "
-        "answer (header Idempotent-Replayed: true) and creates nothing; the same key with a "
-        "different body is a 409. Kept at least 24 hours.",
+        # Printable ASCII, as the IETF draft's sf-string (a UUID is the usual
+        # choice): other octets are a 400, not a key stored as Latin-1 guesswork.
+        pattern="^[ -~]+$",
+        description="1–255 printable ASCII characters. A retry with the same key and body "
+        "returns the stored answer (header Idempotent-Replayed: true) and creates nothing; the "
+        "same key with a different body is a 409. Kept at least 24 hours.",
     ),
 ]
 # OpenAPI links (https://spec.openapis.org/oas/v3.1.0#link-object): an impact's
