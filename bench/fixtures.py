@@ -6,8 +6,8 @@ impacts spread evenly over the past year:
 
 - a *direct* account (impacts made by the organization itself), read through
   GET /v1/records, /v1/impact and /v1/impact/daily;
-- a *customers* account (impacts on behalf of N/10 customers), read through
-  GET /v1/customer_records.
+- a *customers* account (impacts on behalf of N/10 customers, and at least
+  1000), read through GET /v1/customer_records.
 
 Everything the write path keeps in step is written in step here too: the
 customers, each day's row of the daily series, and the ledger's running totals
@@ -67,7 +67,10 @@ def load_account(db: Database, size: int, kind: str) -> ReadAccount:
 
     customer_pks: list[int] = []
     if on_behalf:
-        n_customers = max(1, size // 10)
+        # Ten impacts a customer on large accounts, and never fewer customers
+        # than a 1000-record page holds, so that every account's pages name
+        # 1000 different customers and pages of any account do the same work.
+        n_customers = min(size, max(1000, size // 10))
         rows = [
             {
                 "customer_id": f"C{account_id:04x}{i:012x}",
