@@ -189,7 +189,7 @@ def plot(out: dict[str, Any], path: Path) -> bool:
     backends = list(dict.fromkeys(r["backend"] for r in out["reads"]))
     if not backends:
         return False
-    fig, axes = plt.subplots(1, len(backends), figsize=(6.5 * len(backends), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(backends), figsize=(6.5 * len(backends), 6.4), squeeze=False)
     for ax, backend in zip(axes[0], backends, strict=True):
         rows = [r for r in out["reads"] if r["backend"] == backend]
         for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
@@ -203,7 +203,7 @@ def plot(out: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("p50 latency (ms)")
         ax.set_title(f"Read latency against account size: {backend}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
