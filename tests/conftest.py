@@ -36,6 +36,20 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "postgresql"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--thorough",
+        action="store_true",
+        help="tests/reliability: fuzz and stress far longer (same as OPENIMPACT_FUZZ_THOROUGH=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection: the fuzz tests size themselves when they are built.
+    if config.getoption("--thorough"):
+        os.environ["OPENIMPACT_FUZZ_THOROUGH"] = "1"
+
+
 def _driver_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
