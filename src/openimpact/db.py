@@ -115,10 +115,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         # Issue 4 (bench/): checkpoints run in the background (_Checkpointer);
         # the automatic one, which makes the committing request copy and sync
-        # the WAL itself, is only a backstop here. Memory-mapped reads and a
-        # 32 MiB page cache keep the index pages of large accounts at hand.
+        # the WAL itself, is only a backstop here. Memory-mapped reads (up to
+        # SQLite's 2 GiB limit: a database of a few million impacts is larger than
+        # 256 MiB, and pages past the map cost a read() each) and a 32 MiB page
+        # cache keep the index pages of large accounts at hand.
         cursor.execute("PRAGMA wal_autocheckpoint=20000")
-        cursor.execute("PRAGMA mmap_size=268435456")
+        cursor.execute("PRAGMA mmap_size=2147418112")
         cursor.execute("PRAGMA cache_size=-32768")
         cursor.close()
 
