@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -171,9 +172,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.background_worker
             else None
         )
+        # Everything built so far lives as long as the server: out of the
+        # cyclic collector's sight, a full collection no longer walks it, which
+        # took p99 of a 1000-record page from ~60 ms to ~8 ms (issue 4).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()  # collectable again (tests start many apps in one process)
             stop.set()
             if worker_task is not None:
                 await worker_task
