@@ -126,9 +126,26 @@ class UrlGuard:
         await self.app(scope, receive, send)
 
 
+# UrlGuard's rule, for the schema of every text parameter of the URL that
+# does not already exclude a NUL by its pattern, enum or format.
+_NO_NUL = "^[^\\u0000]*$"
+
+
+def _forbid_nul(schema: dict[str, Any]) -> None:
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "array":
+            _forbid_nul(branch.get("items", {}))
+        elif branch.get("type") == "string" and not {"pattern", "enum", "const", "format"} & {
+            *branch,
+            *schema,
+        }:
+            branch["pattern"] = _NO_NUL
+
+
 def _describe_real_errors(app: FastAPI) -> None:
     """Make /openapi.json tell the truth: validation errors are 400 ``{type,
-    message}`` here (the SDKs expect that), never FastAPI's default 422."""
+    message}`` here (the SDKs expect that), never FastAPI's default 422, and
+    no URL parameter can hold a NUL (UrlGuard)."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -145,6 +162,9 @@ def _describe_real_errors(app: FastAPI) -> None:
             for operation in path_item.values():
                 responses = operation.get("responses", {})
                 responses.pop("422", None)
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("in") in ("path", "query"):
+                        _forbid_nul(parameter.get("schema", {}))
         components = schema.get("components", {}).get("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
