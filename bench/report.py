@@ -113,7 +113,8 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         f"Server: {m['server']}. Load: {m['generator']}, {m['connections']} connections, "
         f"{m['write_seconds']:g} s per write measurement after {m['warmup_seconds']:g} s "
-        f"of warm-up; reads one request at a time for {m['read_seconds']:g} s each. "
+        f"of warm-up; reads one request at a time, {m['read_rounds']} one-second slices each, "
+        "interleaved across reads and account sizes (median of the slices). "
         f"PostgreSQL: {m['postgresql']}.",
         "",
     ]

@@ -19,6 +19,7 @@ import argparse
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     p.add_argument("--duration", type=float, help="seconds per write measurement (full: 8)")
-    p.add_argument("--read-duration", type=float, help="seconds per read measurement (full: 2)")
+    p.add_argument(
+        "--read-rounds", type=int, help="one-second slices per read, interleaved (full: 3)"
+    )
     p.add_argument("--connections", type=int, default=32, help="connections for write loads")
     p.add_argument("--sizes", help="comma-separated account sizes (full: 1000,100000,1000000)")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
@@ -61,7 +64,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 8.0)
-    args.read_duration = args.read_duration or (1.0 if args.quick else 2.0)
+    args.read_rounds = args.read_rounds or (1 if args.quick else 3)
     args.warmup = 1.0 if args.quick else 2.0
     default_sizes = "1000,10000" if args.quick else "1000,100000,1000000"
     args.sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
@@ -136,7 +139,7 @@ def _meta(
         "connections": args.connections,
         "write_seconds": args.duration,
         "warmup_seconds": args.warmup,
-        "read_seconds": args.read_duration,
+        "read_rounds": args.read_rounds,
         "read_connections": 1,
         "sizes": args.sizes,
         "backends": backends,
@@ -263,7 +266,6 @@ def _reads(
         f"bench: reads   {backend:<10} loading {', '.join(f'{s:,}' for s in args.sizes)} ...",
         flush=True,
     )
-    entries: list[dict[str, Any]] = []
     with fresh_database(backend) as fdb:
         db = fdb.open()
         try:
@@ -275,35 +277,66 @@ def _reads(
             db.dispose()
         print(f"bench:   loaded in {load_seconds:.0f} s", flush=True)
         with serve(SERVER_FACTORY, 1, fdb.server_env(), logs) as server:
-            for account in accounts:
-                for name, url, expected in _read_urls(server.base_url, account, codec):
-                    entries.append(
-                        _time_read(gen, args, backend, account, name, url, expected, load_seconds)
-                    )
+            reads = [
+                (account, name, url, expected)
+                for account in accounts
+                for name, url, expected in _read_urls(server.base_url, account, codec)
+            ]
+            problems = [
+                _check_read(account, name, url, expected) for account, name, url, expected in reads
+            ]
+            # Round-robin slices of one second: a burst of load from elsewhere
+            # on the machine then lands on every account size alike, instead of
+            # on whichever size happened to be measured at the time.
+            slices: list[list[LoadResult]] = [[] for _ in reads]
+            for _ in range(args.read_rounds):
+                for n, (account, _name, url, _expected) in enumerate(reads):
+                    slices[n].append(gen.get(url, account.key, 1, connections=1))
+    entries = []
+    for (account, name, _url, expected), problem, results in zip(
+        reads, problems, slices, strict=True
+    ):
+        entries.append(
+            _read_entry(backend, account, name, expected, problem, results, load_seconds)
+        )
     return entries
 
 
-def _time_read(
-    gen: Generator,
-    args: argparse.Namespace,
-    backend: str,
-    account: fixtures.ReadAccount,
-    name: str,
-    url: str,
-    expected: int,
-    load_seconds: float,
-) -> dict[str, Any]:
-    # Warm up, and check that the answer is the page it should be: a fast
-    # empty page would prove nothing.
-    problem = ""
+def _check_read(account: fixtures.ReadAccount, name: str, url: str, expected: int) -> str:
+    """Warm up, and check that the answer is the page it should be: a fast
+    empty page would prove nothing."""
     with httpx.Client(headers={"x-api-key": account.key}, timeout=30) as client:
         for _ in range(5):
             response = client.get(url)
-        if response.status_code != 200:
-            problem = f"{response.status_code} {response.text[:300]}"
-        elif expected and _rows(name, response.json()) != expected:
-            problem = f"expected {expected} rows, got {_rows(name, response.json())}"
-    result: LoadResult = gen.get(url, account.key, args.read_duration, connections=1)
+    if response.status_code != 200:
+        return f"{response.status_code} {response.text[:300]}"
+    if expected and _rows(name, response.json()) != expected:
+        return f"expected {expected} rows, got {_rows(name, response.json())}"
+    return ""
+
+
+def _read_entry(
+    backend: str,
+    account: fixtures.ReadAccount,
+    name: str,
+    expected: int,
+    problem: str,
+    results: list[LoadResult],
+    load_seconds: float,
+) -> dict[str, Any]:
+    """One read over all its slices: medians of the slices' percentiles."""
+    result = LoadResult(
+        generator=results[0].generator,
+        requests=sum(r.requests for r in results),
+        seconds=sum(r.seconds for r in results),
+        non2xx=sum(r.non2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p90_ms=statistics.median(r.p90_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+        first_error=next((r.first_error for r in results if r.first_error), ""),
+    )
     errors = result.errors + (1 if problem else 0)
     print(
         f"bench:   {backend:<10} {account.size:>9,} {name:<32} p50 {result.p50_ms:7.2f} ms"
@@ -318,6 +351,7 @@ def _time_read(
         "rows": expected,
         "load_seconds": round(load_seconds, 1),
         "result": result.to_json(),
+        "slices_p50_ms": [round(r.p50_ms, 3) for r in results],
         "problem": problem,
         "errors": errors,
     }
