@@ -15,6 +15,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from openimpact.kit import INSTANT, NO_CONTROL_PATTERN, SafeStr
 
@@ -72,7 +73,7 @@ Metadata = Annotated[
 
 
 # JSON Schema for the rule of _name_needs_email, so that /openapi.json states it.
-_NAME_NEEDS_EMAIL = {
+_NAME_NEEDS_EMAIL: JsonDict = {
     "if": {"required": ["customer_name"], "properties": {"customer_name": {"type": "string"}}},
     "then": {"required": ["customer_email"], "properties": {"customer_email": {"type": "string"}}},
 }
