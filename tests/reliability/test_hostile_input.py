@@ -25,7 +25,9 @@ from tests.conftest import TestDatabase
 from tests.factories import AccountKeys, Api, Caller
 from tests.live import LiveServer, create_account, server_env
 
-QUICK_SECONDS = 2.0
+# Not a speed target (benchmarks measure speed): a bound far above any honest
+# answer on a loaded CI machine, so that only a hang or a stall fails.
+QUICK_SECONDS = 10.0
 MAX_BODY = 64 * 1024  # Settings.max_body_bytes
 
 

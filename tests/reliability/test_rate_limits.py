@@ -139,6 +139,7 @@ def test_an_unreachable_redis_does_not_take_the_api_down(
                 started = time.monotonic()
                 response = client.post("/v1/plant_tree", json={"amount": 1}, headers=headers)
                 assert response.status_code == 200, response.text
-                assert time.monotonic() - started < 2
+                # A hang check, not a speed target: the storage timeout is 0.5 s.
+                assert time.monotonic() - started < 10
     assert "rate limit storage unavailable" in caplog.text
     assert account.production_key[16:] not in caplog.text
