@@ -23,11 +23,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from tests.factories import Api
-
 from openimpact.app import create_app
 from openimpact.config import Settings
 from openimpact.migrate import prepare_database
+from tests.factories import Api
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPENIMPACT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

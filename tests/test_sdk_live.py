@@ -117,7 +117,7 @@ def test_sdk_errors_carry_type_and_message(live: tuple[LiveServer, dict[str, str
     unknown = _sdk(server, "oi_live_thiskeydoesnotexist", Environment.PRODUCTION)
     # The SDK re-wraps its own error (its generic except), keeping our message
     # but dropping the type: "1ClickImpact SDK Error: API Key does not exist".
-    with pytest.raises(OneClickImpactError, match="API Key does not exist$"):
+    with pytest.raises(OneClickImpactError, match=r"API Key does not exist$"):
         unknown.who_am_i()
 
     account = create_account(env, "sdk-errors@example.com")

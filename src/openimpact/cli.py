@@ -129,7 +129,12 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     def create(session: Any) -> dict[str, str]:
         issued = create_key(session, get_account(session, args.user_id), args.env)
-        return {"user_id": issued.user_id, "env": issued.env, "key": issued.key, "prefix": issued.prefix}
+        return {
+            "user_id": issued.user_id,
+            "env": issued.env,
+            "key": issued.key,
+            "prefix": issued.prefix,
+        }
 
     result = _in_transaction(create)
     if args.json:
@@ -248,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     causes.set_defaults(func=cmd_accounts_causes)
     add_account_projects_parser(accounts)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     kcreate = keys.add_parser("create", help="issue a new key")
     kcreate.add_argument("--user-id", required=True)
     kcreate.add_argument("--env", required=True, choices=["sandbox", "production"])

@@ -49,7 +49,9 @@ def create_demo(db: Database) -> dict[str, Any] | None:
                 record_impact(
                     session,
                     caller,
-                    NewImpact(impact_type, amount, category, email, name, False, {"source": "demo"}),
+                    NewImpact(
+                        impact_type, amount, category, email, name, False, {"source": "demo"}
+                    ),
                 )
             if env == "production":
                 completed = _spread_over_stages(session, account.id)

@@ -55,7 +55,9 @@ class CursorCodec:
             payload = _unb64(payload_part)
             signature = _unb64(sig_part)
         except (ValueError, UnicodeEncodeError):
-            raise ValidationFailed("cursor: is malformed; pass the cursor value exactly as returned") from None
+            raise ValidationFailed(
+                "cursor: is malformed; pass the cursor value exactly as returned"
+            ) from None
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise ValidationFailed("cursor: is not valid (altered or truncated)")
         data = json.loads(payload)
@@ -64,6 +66,8 @@ class CursorCodec:
                 "cursor: belongs to a different query; keep the same filters, sort order and key"
             )
         key = data.get("k")
-        if not (isinstance(key, list) and len(key) == arity and all(isinstance(k, int) for k in key)):
+        if not (
+            isinstance(key, list) and len(key) == arity and all(isinstance(k, int) for k in key)
+        ):
             raise ValidationFailed("cursor: is not valid")
         return key

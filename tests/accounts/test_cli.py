@@ -30,7 +30,9 @@ def _json(capsys: pytest.CaptureFixture[str]) -> object:
 def test_accounts_create_json_has_exactly_the_documented_fields(
     cli, capsys: pytest.CaptureFixture[str], client: TestClient
 ) -> None:  # type: ignore[no-untyped-def]
-    assert cli(["accounts", "create", "--email", "shop@example.com", "--name", "Shop", "--json"]) == 0
+    assert (
+        cli(["accounts", "create", "--email", "shop@example.com", "--name", "Shop", "--json"]) == 0
+    )
     created = _json(capsys)
     assert isinstance(created, dict)
     assert set(created) == {"user_id", "email", "sandbox_key", "production_key"}
@@ -45,7 +47,9 @@ def test_accounts_create_json_has_exactly_the_documented_fields(
 def test_keys_create_list_revoke(cli, capsys, client: TestClient) -> None:  # type: ignore[no-untyped-def]
     cli(["accounts", "create", "--email", "keys@example.com", "--json"])
     account = _json(capsys)
-    assert cli(["keys", "create", "--user-id", account["user_id"], "--env", "sandbox", "--json"]) == 0
+    assert (
+        cli(["keys", "create", "--user-id", account["user_id"], "--env", "sandbox", "--json"]) == 0
+    )
     extra = _json(capsys)
     assert extra["key"].startswith("oi_test_")
     assert client.get("/v1/whoami", headers={"x-api-key": extra["key"]}).status_code == 200
@@ -69,7 +73,9 @@ def test_only_a_hash_of_each_key_is_stored(cli, capsys, client: TestClient) -> N
     cli(["accounts", "create", "--email", "hash@example.com", "--json"])
     account = _json(capsys)
     db = client.app.state.db  # type: ignore[attr-defined]
-    stored = db.run_sync(lambda s: [tuple(r) for r in s.execute(select(ApiKey.prefix, ApiKey.key_hash))])
+    stored = db.run_sync(
+        lambda s: [tuple(r) for r in s.execute(select(ApiKey.prefix, ApiKey.key_hash))]
+    )
     flat = " ".join(" ".join(row) for row in stored)
     assert account["production_key"] not in flat
     assert account["sandbox_key"] not in flat
@@ -86,12 +92,17 @@ def test_cli_errors_are_clear(cli, capsys) -> None:  # type: ignore[no-untyped-d
 def test_accounts_causes(cli, capsys, client: TestClient) -> None:  # type: ignore[no-untyped-def]
     cli(["accounts", "create", "--email", "causes@example.com", "--json"])
     account = _json(capsys)
-    assert cli(["accounts", "causes", "--user-id", account["user_id"], "--causes", "animals,trees"]) == 0
+    assert (
+        cli(["accounts", "causes", "--user-id", account["user_id"], "--causes", "animals,trees"])
+        == 0
+    )
     capsys.readouterr()
     headers = {"x-api-key": account["production_key"]}
     made = client.post("/v1/donate_money", json={"amount": 100}, headers=headers).json()
     track = client.get(
-        "/v1/track", params={"user_id": made["user_id"], "time_utc": made["time_utc"]}, headers=headers
+        "/v1/track",
+        params={"user_id": made["user_id"], "time_utc": made["time_utc"]},
+        headers=headers,
     ).json()
     assert track["donation_category"] == "protecting animals"
     assert cli(["accounts", "causes", "--user-id", account["user_id"], "--causes", "pirates"]) == 2

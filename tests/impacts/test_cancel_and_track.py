@@ -70,7 +70,10 @@ class TestCancel:
             ({"time_utc": "2024-01-01T00:00:00.000Z"}, "user_id"),
             ({"user_id": "U1"}, "time_utc"),
             ({"user_id": "U1", "time_utc": "yesterday"}, "time_utc"),
-            ({"user_id": "U1", "time_utc": "2024-01-01T00:00:00.000Z", "reason": "x" * 201}, "reason"),
+            (
+                {"user_id": "U1", "time_utc": "2024-01-01T00:00:00.000Z", "reason": "x" * 201},
+                "reason",
+            ),
         ],
     )
     def test_bad_cancel_body(self, api: Api, body: dict, field: str) -> None:

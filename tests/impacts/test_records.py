@@ -131,7 +131,9 @@ class TestDates:
         me = api.as_(api.account())
         made = _seed(me, 4)
         _move_to_days(api, me, made, ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"])
-        rows = me.walk("/v1/records", "user_records", start_date="2025-01-02", end_date="2025-01-03")
+        rows = me.walk(
+            "/v1/records", "user_records", start_date="2025-01-02", end_date="2025-01-03"
+        )
         assert [r["time_utc"][:10] for r in rows] == ["2025-01-02", "2025-01-03"]
         only_start = me.walk("/v1/records", "user_records", start_date="2025-01-04")
         assert len(only_start) == 1
@@ -174,7 +176,15 @@ class TestCursors:
         _seed(me, 3)
         cursor = self._cursor(me)
         flipped = cursor[:5] + ("A" if cursor[5] != "A" else "B") + cursor[6:]
-        for bad in (cursor[:-3], cursor[: len(cursor) // 2], flipped, cursor + "x", "", "...", "a.b.c"):
+        for bad in (
+            cursor[:-3],
+            cursor[: len(cursor) // 2],
+            flipped,
+            cursor + "x",
+            "",
+            "...",
+            "a.b.c",
+        ):
             if not bad:
                 continue
             response = me.get("/v1/records", cursor=bad)
@@ -201,7 +211,9 @@ class TestCursors:
 
 
 class TestCustomersList:
-    @pytest.mark.parametrize(("limit", "sort_order"), list(itertools.product([1, 2, 5], ["asc", "desc"])))
+    @pytest.mark.parametrize(
+        ("limit", "sort_order"), list(itertools.product([1, 2, 5], ["asc", "desc"]))
+    )
     def test_walk_customers(self, api: Api, limit: int, sort_order: str) -> None:
         me = api.as_(api.account())
         for i in range(7):

@@ -88,12 +88,18 @@ def test_import_replaces_the_catalogue(tmp_path: Path, database) -> None:  # typ
 
     db = Database(database.url.replace("postgresql://", "postgresql+psycopg://", 1))
     smaller = dict(CATALOGUE)
-    kept = [p for p in CATALOGUE["projects"] if p["project_id"] in {c["project_id"] for c in CATALOGUE["causes"]}]
+    kept = [
+        p
+        for p in CATALOGUE["projects"]
+        if p["project_id"] in {c["project_id"] for c in CATALOGUE["causes"]}
+    ]
     smaller["projects"] = kept
     try:
         counts = db.run_sync(import_catalogue, parse_catalogue(smaller), write=True)
         assert counts["projects"] == len(kept)
-        broken = dict(CATALOGUE, causes=[{"cause": "trees", "project_id": "gone", "label": {"en": "x"}}])
+        broken = dict(
+            CATALOGUE, causes=[{"cause": "trees", "project_id": "gone", "label": {"en": "x"}}]
+        )
         with pytest.raises(Exception, match="unknown project"):
             parse_catalogue(broken)
     finally:

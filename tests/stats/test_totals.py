@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from sqlalchemy import select
 
 from openimpact.accounts.models import Account
-
 from openimpact.impacts.models import DailyImpact
 from openimpact.kit import RECORD_KEYS
 from tests.factories import Api
@@ -84,9 +83,7 @@ def test_daily_range_is_inclusive_and_ascending(api: Api) -> None:
     me.plant(1)
     # Add past days directly to the aggregate, as a long-lived account would have.
     with api.db.session(write=True) as session, session.begin():
-        account_id = session.scalar(
-            select(Account.id).where(Account.user_id == me.account.user_id)
-        )
+        account_id = session.scalar(select(Account.id).where(Account.user_id == me.account.user_id))
         for day, trees in (("2025-01-15", 5), ("2025-01-21", 2), ("2025-03-01", 9)):
             session.add(
                 DailyImpact(account_id=account_id, env="production", day=day, tree_planted=trees)

@@ -95,9 +95,7 @@ def get_account(session: Session, user_id: str) -> Account:
 
 def list_keys(session: Session, account: Account) -> list[ApiKey]:
     return list(
-        session.scalars(
-            select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)
-        )
+        session.scalars(select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id))
     )
 
 

@@ -22,7 +22,9 @@ def list_customers(
     codec: CursorCodec,
 ) -> tuple[list[dict[str, Any]], str | None]:
     c = table(Customer)
-    scope = fingerprint("customers", caller.account_id, caller.env, (email or "").lower(), descending)
+    scope = fingerprint(
+        "customers", caller.account_id, caller.env, (email or "").lower(), descending
+    )
     stmt = select(c.c.id, c.c.customer_id, c.c.email, c.c.name, c.c.onboarded_ms).where(
         c.c.account_id == caller.account_id, c.c.env == caller.env
     )
@@ -32,11 +34,17 @@ def list_customers(
         after_ms, after_id = codec.decode(cursor, scope, 2)
         if descending:
             stmt = stmt.where(
-                or_(c.c.onboarded_ms < after_ms, and_(c.c.onboarded_ms == after_ms, c.c.id < after_id))
+                or_(
+                    c.c.onboarded_ms < after_ms,
+                    and_(c.c.onboarded_ms == after_ms, c.c.id < after_id),
+                )
             )
         else:
             stmt = stmt.where(
-                or_(c.c.onboarded_ms > after_ms, and_(c.c.onboarded_ms == after_ms, c.c.id > after_id))
+                or_(
+                    c.c.onboarded_ms > after_ms,
+                    and_(c.c.onboarded_ms == after_ms, c.c.id > after_id),
+                )
             )
     if descending:
         stmt = stmt.order_by(c.c.onboarded_ms.desc(), c.c.id.desc())

@@ -74,7 +74,9 @@ async def _idempotent(
 ) -> JSONResponse:
     """Run ``work(session)`` once per Idempotency-Key, replaying stored answers."""
     db = request.app.state.db
-    req_hash = service.request_hash(request.url.path, body.model_dump(mode="json", exclude_unset=True))
+    req_hash = service.request_hash(
+        request.url.path, body.model_dump(mode="json", exclude_unset=True)
+    )
 
     def run(session: Any) -> Outcome:
         if key is not None:
@@ -124,11 +126,12 @@ async def plant_tree(
     return await _create(request, caller, key, "tree_planted", body)
 
 
-@router.post(
-    "/clean_ocean", response_model=schemas.CleanOceanResponse, responses=_IMPACT_RESPONSES
-)
+@router.post("/clean_ocean", response_model=schemas.CleanOceanResponse, responses=_IMPACT_RESPONSES)
 async def clean_ocean(
-    request: Request, caller: AccountDep, body: schemas.CleanOceanRequest, key: IdempotencyKey = None
+    request: Request,
+    caller: AccountDep,
+    body: schemas.CleanOceanRequest,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Remove ocean plastic waste, in pounds."""
     return await _create(request, caller, key, "waste_removed", body)

@@ -135,9 +135,7 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{path}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def find_replay(
-    session: Session, caller: Caller, key: str, req_hash: str
-) -> Outcome | None:
+def find_replay(session: Session, caller: Caller, key: str, req_hash: str) -> Outcome | None:
     row = (
         session.connection()
         .execute(_FIND_REPLAY, {"p_account": caller.account_id, "p_env": caller.env, "p_key": key})
@@ -153,9 +151,7 @@ def find_replay(
     return Outcome(status=row[1], body=json.loads(row[2]), replayed=True)
 
 
-def remember(
-    session: Session, caller: Caller, key: str, req_hash: str, outcome: Outcome
-) -> None:
+def remember(session: Session, caller: Caller, key: str, req_hash: str, outcome: Outcome) -> None:
     # No savepoint: on a conflict the whole transaction is void anyway and
     # the boundary rolls it back before replaying the stored answer.
     try:

@@ -62,7 +62,9 @@ async def projects(
 
 
 @router.get(
-    "/projects/{project_id}", response_model=ProjectOut, responses=error_responses(400, 401, 404, 429)
+    "/projects/{project_id}",
+    response_model=ProjectOut,
+    responses=error_responses(400, 401, 404, 429),
 )
 async def project(
     request: Request,

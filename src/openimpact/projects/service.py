@@ -141,7 +141,8 @@ def import_catalogue(session: Session, catalogue: Catalogue) -> dict[str, int]:
     for position, p in enumerate(catalogue.projects):
         data = p.model_dump()
         data["i18n"] = {
-            loc: {k: v for k, v in text.items() if v is not None} for loc, text in data["i18n"].items()
+            loc: {k: v for k, v in text.items() if v is not None}
+            for loc, text in data["i18n"].items()
         }
         session.add(Project(position=position, **data))
     session.add_all(Cause(**c.model_dump()) for c in catalogue.causes)

@@ -26,9 +26,7 @@ def totals(session: Session, caller: Caller) -> dict[str, Any]:
     return body
 
 
-def daily(
-    session: Session, caller: Caller, start: date | None, end: date | None
-) -> dict[str, Any]:
+def daily(session: Session, caller: Caller, start: date | None, end: date | None) -> dict[str, Any]:
     d = table(DailyImpact)
     stmt = (
         select(d.c.day, *(d.c[k] for k in RECORD_KEYS))
