@@ -205,39 +205,6 @@ async def cancel_impact(
     )
 
 
-class CustomerRef(BaseModel):
-    customer_id: str
-    customer_email: str
-    customer_name: str | None = None
-
-
-class Record(BaseModel):
-    user_id: str
-    time_utc: str = Field(description="ISO-8601 UTC with milliseconds")
-    tree_planted: int | None = None
-    waste_removed: int | None = None
-    carbon_captured: int | None = None
-    coral_restored: int | None = None
-    money_donated: int | None = None
-    category: str | None = None
-    metadata: dict[str, str] | None = None
-    cancelled_on: str | None = Field(default=None, description="Present once cancelled")
-
-
-class CustomerRecord(Record):
-    customer: CustomerRef
-
-
-class RecordsPage(BaseModel):
-    user_records: list[Record]
-    cursor: str | None = Field(default=None, description="Present only when another page exists")
-
-
-class CustomerRecordsPage(BaseModel):
-    customer_records: list[CustomerRecord]
-    cursor: str | None = Field(default=None, description="Present only when another page exists")
-
-
 def _record_query(
     customers: bool,
     filter_by: list[str] | None,
@@ -294,7 +261,7 @@ def _page_response(key: str, records: list[dict[str, Any]], cursor: str | None) 
     return FastJSONResponse(body)
 
 
-@router.get("/records", response_model=RecordsPage, responses=_GET_ERRORS)
+@router.get("/records", response_model=schemas.RecordsPage, responses=_GET_ERRORS)
 async def records(
     request: Request,
     caller: AccountDep,
@@ -313,7 +280,7 @@ async def records(
     return _page_response("user_records", found, next_cursor)
 
 
-@router.get("/customer_records", response_model=CustomerRecordsPage, responses=_GET_ERRORS)
+@router.get("/customer_records", response_model=schemas.CustomerRecordsPage, responses=_GET_ERRORS)
 async def customer_records(
     request: Request,
     caller: AccountDep,
@@ -343,38 +310,14 @@ async def customer_records(
     return _page_response("customer_records", found, next_cursor)
 
 
-class TrackResponse(BaseModel):
-    tracking_id: str = Field(description="user_id + '-' + time_utc")
-    impact_initiated: str
-    tree_planted: int | None = None
-    waste_removed: int | None = None
-    carbon_captured: int | None = None
-    coral_restored: int | None = None
-    money_donated: int | None = None
-    category: str | None = None
-    donation_available: str | None = None
-    donation_sent: str | None = None
-    assigned_agent: str | None = None
-    project_location: str | None = None
-    location_map: str | None = Field(default=None, description="Google Maps embed URL")
-    impact_completed: str | None = None
-    project_id: str | None = None
-    donation_category: str | None = None
-    certificate: str | None = Field(default=None, description="Certificate URL (production)")
-    impact_video: str | None = None
-    live_session_date: str | None = None
-    is_test_transaction: bool | None = None
-    is_bonus_impact: bool | None = None
-    cancelled_on: str | None = None
-    cancellation_reason: str | None = None
-
-
 def public_base_url(request: Request) -> str:
     configured = request.app.state.settings.public_url
     return configured or str(request.base_url)
 
 
-@router.get("/track", response_model=TrackResponse, responses=error_responses(400, 401, 404, 429))
+@router.get(
+    "/track", response_model=schemas.TrackResponse, responses=error_responses(400, 401, 404, 429)
+)
 async def track(
     request: Request,
     caller: AccountDep,

@@ -196,15 +196,65 @@ class CancelRequest(BaseModel):
     reason: SafeStr | None = Field(default=None, max_length=200, description="Why (≤ 200 chars)")
 
 
-class CancelResponse(BaseModel):
+class ImpactAmounts(BaseModel):
+    """An impact's amount under its record key; the other keys are absent."""
+
+    tree_planted: int | None = Field(default=None, description="Trees")
+    waste_removed: int | None = Field(default=None, description="Pounds of ocean plastic")
+    carbon_captured: int | None = Field(default=None, description="Pounds of CO₂")
+    coral_restored: int | None = Field(default=None, description="Coral fragments")
+    money_donated: int | None = Field(default=None, description="US cents")
+
+
+class CancelResponse(ImpactAmounts):
     user_id: str
     time_utc: str
     cancelled_on: str = Field(description="When the impact was cancelled (first call)")
     message: str = Field(description='"impact cancelled" or "impact was already cancelled"')
     reason: str | None = None
-    tree_planted: int | None = None
-    waste_removed: int | None = None
-    carbon_captured: int | None = None
-    coral_restored: int | None = None
-    money_donated: int | None = None
     category: str | None = None
+
+
+class Record(ImpactAmounts):
+    user_id: str
+    time_utc: str = Field(description="ISO-8601 UTC with milliseconds")
+    category: str | None = None
+    metadata: dict[str, str] | None = None
+    cancelled_on: str | None = Field(default=None, description="Present once cancelled")
+
+
+class CustomerRecord(Record):
+    customer: CustomerOut
+
+
+class RecordsPage(BaseModel):
+    user_records: list[Record]
+    cursor: str | None = Field(default=None, description="Present only when another page exists")
+
+
+class CustomerRecordsPage(BaseModel):
+    customer_records: list[CustomerRecord]
+    cursor: str | None = Field(default=None, description="Present only when another page exists")
+
+
+class TrackResponse(ImpactAmounts):
+    """Lifecycle fields appear once their stage is reached and are absent before."""
+
+    tracking_id: str = Field(description="user_id + '-' + time_utc")
+    impact_initiated: str
+    category: str | None = None
+    donation_available: str | None = None
+    donation_sent: str | None = None
+    assigned_agent: str | None = None
+    project_location: str | None = None
+    location_map: str | None = Field(default=None, description="Google Maps embed URL")
+    impact_completed: str | None = None
+    project_id: str | None = None
+    donation_category: str | None = None
+    certificate: str | None = Field(default=None, description="Certificate URL (production)")
+    impact_video: str | None = None
+    live_session_date: str | None = None
+    is_test_transaction: bool | None = None
+    is_bonus_impact: bool | None = None
+    cancelled_on: str | None = None
+    cancellation_reason: str | None = None
