@@ -36,7 +36,10 @@ class Settings(BaseSettings):
         default=None, description="Base URL used in certificate links; the request's own by default"
     )
     max_body_bytes: int = Field(default=64 * 1024, description="Larger request bodies get 413")
-    idempotency_ttl_hours: int = Field(default=48, description="How long Idempotency-Key is kept")
+    # The API promises that a retry within 24 hours is recognised.
+    idempotency_ttl_hours: int = Field(
+        default=48, ge=24, description="How long an Idempotency-Key is kept (at least 24 h)"
+    )
     sandbox_stage_seconds: int = Field(
         default=120, description="Sandbox impacts advance one lifecycle stage this often"
     )

@@ -1,0 +1,31 @@
+"""Settings refuse values that would break a promise of the API."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from openimpact.config import Settings
+
+
+def test_idempotency_keys_are_kept_at_least_a_day() -> None:
+    assert Settings(idempotency_ttl_hours=24).idempotency_ttl_hours == 24
+    with pytest.raises(ValidationError, match="idempotency_ttl_hours"):
+        Settings(idempotency_ttl_hours=23)
+
+
+@pytest.mark.parametrize("rate", ["20/second", "1000/minute", "5/hour", "off", "OFF"])
+def test_rate_limit_forms(rate: str) -> None:
+    assert Settings(rate_limit=rate).rate_limit == rate.lower()
+
+
+@pytest.mark.parametrize("rate", ["fast", "10", "10/fortnight", "/second"])
+def test_bad_rate_limit_is_refused(rate: str) -> None:
+    with pytest.raises(ValidationError, match="OPENIMPACT_RATE_LIMIT"):
+        Settings(rate_limit=rate)
+
+
+def test_database_urls_get_the_psycopg_driver() -> None:
+    for url in ("postgres://u@h/db", "postgresql://u@h/db"):
+        assert Settings(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h/db"
+    assert Settings(database_url=None, data_dir="x").sqlalchemy_url.startswith("sqlite:///")
