@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -147,12 +147,21 @@ async def current_caller(
 AccountDep = Annotated[Caller, Depends(current_caller)]
 
 
-async def require_operator(request: Request) -> None:
+# Declared for OpenAPI like the key above; the constant-time check is ours.
+_OPERATOR_BEARER = HTTPBearer(
+    auto_error=False,
+    description="The operator token (OPENIMPACT_ADMIN_TOKEN); never an account key",
+)
+
+
+async def require_operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_OPERATOR_BEARER)] = None,
+) -> None:
     expected = request.app.state.settings.admin_token
     if not expected:
         raise Forbidden("the admin API is disabled: set OPENIMPACT_ADMIN_TOKEN to enable it")
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    token = credentials.credentials.strip() if credentials is not None else ""
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         raise KeyError_("invalid operator token")
 
