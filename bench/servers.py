@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from openimpact.accounts.service import create_account
+from openimpact.config import driver_url
 from openimpact.db import Database
 from openimpact.migrate import prepare_database
 
@@ -34,10 +35,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def driver_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from openimpact.app import create_app
-from openimpact.config import Settings
+from openimpact.config import Settings, driver_url
 from openimpact.migrate import prepare_database
 from tests.factories import Api
 
@@ -49,13 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OPENIMPACT_FUZZ_THOROUGH"] = "1"
 
 
-def _driver_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 def _postgres_problem() -> str | None:
     try:
-        engine = create_engine(_driver_url(POSTGRES_ADMIN_URL), connect_args={"connect_timeout": 3})
+        engine = create_engine(driver_url(POSTGRES_ADMIN_URL), connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         engine.dispose()
@@ -76,7 +72,7 @@ def postgres_server() -> str:
 
 def _create_postgres_database(admin_url: str) -> tuple[str, str]:
     name = f"openimpact_test_{secrets.token_hex(4)}"
-    engine = create_engine(_driver_url(admin_url), isolation_level="AUTOCOMMIT")
+    engine = create_engine(driver_url(admin_url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
@@ -85,7 +81,7 @@ def _create_postgres_database(admin_url: str) -> tuple[str, str]:
 
 
 def _drop_postgres_database(admin_url: str, name: str) -> None:
-    engine = create_engine(_driver_url(admin_url), isolation_level="AUTOCOMMIT")
+    engine = create_engine(driver_url(admin_url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
@@ -122,7 +118,7 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> TestDatabase:
 def postgresql_database(postgres_server: str) -> Iterator[TestDatabase]:
     name, url = _create_postgres_database(postgres_server)
     try:
-        prepare_database(_driver_url(url))
+        prepare_database(driver_url(url))
         yield TestDatabase("postgresql", url)
     finally:
         _drop_postgres_database(postgres_server, name)

@@ -13,10 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+from openimpact.config import driver_url
 from openimpact.models import Base
 from tests.conftest import (
     _create_postgres_database,
-    _driver_url,
     _drop_postgres_database,
 )
 
@@ -33,7 +33,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     server = request.getfixturevalue("postgres_server")
     name, url = _create_postgres_database(server)
     try:
-        yield _driver_url(url)
+        yield driver_url(url)
     finally:
         _drop_postgres_database(server, name)
 

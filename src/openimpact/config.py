@@ -16,6 +16,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)s?\s*$", re.IGNORECASE)
 
 
+def driver_url(url: str) -> str:
+    """A user's ``postgres://`` or ``postgresql://`` URL with the driver
+    SQLAlchemy should use (psycopg 3); other URLs as they are."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENIMPACT_", extra="ignore")
 
@@ -77,13 +86,9 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The URL with the driver SQLAlchemy should use (psycopg 3 for PostgreSQL)."""
-        url = self.database_url
-        if not url:
+        if not self.database_url:
             return f"sqlite:///{(self.data_dir / 'openimpact.db').resolve()}"
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return driver_url(self.database_url)
 
     @property
     def is_sqlite(self) -> bool:

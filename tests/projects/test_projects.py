@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from openimpact.config import driver_url
 from openimpact.projects.service import CATALOGUE_PATH, import_catalogue, parse_catalogue
 from tests.factories import Api
 
@@ -86,7 +87,7 @@ def test_unknown_project_is_404_and_bad_parameters_are_400(api: Api) -> None:
 def test_import_replaces_the_catalogue(tmp_path: Path, database) -> None:  # type: ignore[no-untyped-def]
     from openimpact.db import Database
 
-    db = Database(database.url.replace("postgresql://", "postgresql+psycopg://", 1))
+    db = Database(driver_url(database.url))
     smaller = dict(CATALOGUE)
     kept = [
         p

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account
 from openimpact.app import create_app
-from openimpact.config import Settings
+from openimpact.config import Settings, driver_url
 from openimpact.impacts.models import Impact
 from tests.conftest import TestDatabase
 from tests.factories import Api
@@ -34,7 +34,7 @@ def _secret_part(key: str) -> str:
 
 
 def _every_stored_text(database: TestDatabase) -> Iterator[str]:
-    engine = create_engine(database.url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = create_engine(driver_url(database.url))
     try:
         metadata = MetaData()
         metadata.reflect(engine)
