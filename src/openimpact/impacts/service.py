@@ -191,14 +191,18 @@ def _allowed_cause(session: Session, caller: Caller, requested: str | None) -> s
     return requested
 
 
-def record_impact(session: Session, caller: Caller, new: NewImpact) -> Outcome:
+def record_impact(
+    session: Session, caller: Caller, new: NewImpact, *, now: int | None = None
+) -> Outcome:
+    """Record one impact. ``now`` stands for the wall clock (the demo's history
+    and tests only: ``time_utc`` is still at least one past the ledger's last)."""
     cause = None
     if new.impact_type == "money_donated":
         cause = _allowed_cause(session, caller, new.category)
 
     on_behalf = new.customer_email is not None
     column = ("customer_" if on_behalf else "user_") + new.impact_type
-    now = now_ms()
+    now = now if now is not None else now_ms()
     conn = session.connection()
     time_ms = conn.execute(
         _LEDGER_ADD[column],
@@ -356,9 +360,10 @@ def cancel_impact(
     reason: str | None,
     *,
     stage_seconds: int | None = None,
+    now: int | None = None,
 ) -> Outcome:
     impact = find_impact(session, caller, user_id, time_utc)
-    now = now_ms()
+    now = now if now is not None else now_ms()
     if stage_seconds is not None:
         # A sandbox impact is where its schedule says, even with no worker
         # running: past Donation Received it can no longer be cancelled.
