@@ -15,7 +15,10 @@ The rules, enforced by every path (operator batches, the sandbox simulation):
   impacts that are Initiated or Donation Received, an impact that reached the
   partner can no longer be cancelled;
 * every change appends one row to ``impact_transitions`` in the same
-  transaction (when, who, from → to, batch id).
+  transaction (when, who, from → to, batch id);
+* completing an impact queues the customer's "completed" email in that
+  transaction too, when the impact's ``notify`` allowed the first one
+  (``notifications/service.py``).
 
 A batch works in chunks of ids (keyset by id, bounded by the largest id seen at
 the start, so it always ends). Each chunk is one transaction that first locks
@@ -56,6 +59,7 @@ from openimpact.impacts.models import STAGES, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle.assignment import Assigner
 from openimpact.lifecycle.models import ImpactTransition
+from openimpact.notifications import service as outbox
 from openimpact.projects.models import Project
 from openimpact.timeutil import datetime_to_ms, day_start_ms, ms_to_datetime, ms_to_iso, now_ms
 
@@ -341,7 +345,15 @@ def advance(
     eligible = and_(t.c.id.in_(list(ids)), t.c.stage == step.from_stage, t.c.cancelled_ms.is_(None))
     # Lock in id order first: concurrent batches then queue instead of deadlocking.
     rows = session.execute(
-        select(t.c.id, t.c.account_id, t.c.impact_type, t.c.category, t.c.cause, t.c.project_id)
+        select(
+            t.c.id,
+            t.c.account_id,
+            t.c.impact_type,
+            t.c.category,
+            t.c.cause,
+            t.c.project_id,
+            t.c.notify,
+        )
         .where(eligible)
         .order_by(t.c.id)
         .with_for_update()
@@ -416,6 +428,14 @@ def advance(
                 .values(live_session_ms=bindparam("b_live")),
                 scheduled,
             )
+    if step.action == "complete":
+        # The customer's second email (completed, certificate final), in this
+        # same transaction; only where the first one was allowed (notify is
+        # stored on the impact, and always false in sandbox).
+        wanted = {row.id for row in rows if row.notify}
+        notified = [impact_id for impact_id, *_rest in changed if impact_id in wanted]
+        if notified:
+            outbox.queue_completion_emails(session, notified, now_ms())
     outcome.changed = len(changed)
     for _id, _at, impact_type, project_id in changed:
         outcome.by_type[impact_type] += 1
