@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from openimpact.config import get_settings
-from openimpact.db import Database
+from openimpact.commandline import open_database
 from openimpact.errors import ValidationFailed, describe_validation_errors
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle import assignment, schemas
@@ -25,13 +24,6 @@ from openimpact.lifecycle.service import (
     lifecycle_status,
     run_batch,
 )
-from openimpact.migrate import prepare_database
-
-
-def _open_database() -> Database:
-    url = get_settings().sqlalchemy_url
-    prepare_database(url)
-    return Database(url, pool_size=2)
 
 
 def _actor() -> str:
@@ -98,7 +90,7 @@ def cmd_lifecycle_batch(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  chunk {chunk.index}: {chunk.changed:,} changed", flush=True)
 
-    db = _open_database()
+    db = open_database()
     try:
         report = run_batch(
             db,
@@ -153,7 +145,7 @@ def _duration(seconds: int) -> str:
 
 
 def cmd_lifecycle_status(args: argparse.Namespace) -> int:
-    db = _open_database()
+    db = open_database()
     try:
         status = db.run_sync(lifecycle_status, args.env)
     finally:
@@ -182,7 +174,7 @@ def cmd_lifecycle_status(args: argparse.Namespace) -> int:
 
 
 def cmd_lifecycle_history(args: argparse.Namespace) -> int:
-    db = _open_database()
+    db = open_database()
     try:
         history = db.run_sync(impact_history, args.tracking_id, args.env)
     finally:
@@ -208,7 +200,7 @@ def cmd_accounts_projects(args: argparse.Namespace) -> int:
         if not sep or not key.strip() or not project_id.strip():
             raise ValidationFailed(f"--set: '{item}' must look like KEY=PROJECT_ID")
         overrides[key.strip()] = project_id.strip()
-    db = _open_database()
+    db = open_database()
     try:
         if overrides or args.unset or args.clear:
             found = db.run_sync(
