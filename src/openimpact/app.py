@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openimpact import __version__
@@ -19,6 +21,10 @@ from openimpact.accounts.service import server_secret
 from openimpact.certificates.router import router as certificates_router
 from openimpact.config import Settings, get_settings
 from openimpact.customers.router import router as customers_router
+from openimpact.dashboard.router import STATIC_DIR as DASHBOARD_STATIC
+from openimpact.dashboard.router import error_page as dashboard_error_page
+from openimpact.dashboard.router import router as dashboard_router
+from openimpact.dashboard.security import make_throttle
 from openimpact.db import Database
 from openimpact.errors import error_response, install_error_handlers
 from openimpact.impacts.router import router as impacts_router
@@ -26,6 +32,7 @@ from openimpact.lifecycle.router import router as lifecycle_router
 from openimpact.migrate import prepare_database
 from openimpact.pagination import CursorCodec
 from openimpact.projects.router import router as projects_router
+from openimpact.public.router import router as public_router
 from openimpact.ratelimit import make_limiter
 from openimpact.redact import redact_logs
 from openimpact.stats.router import router as stats_router
@@ -216,19 +223,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.signin_throttle = make_throttle(settings)
+    app.state.html_error_page = dashboard_error_page
     install_error_handlers(app)
     for router in (
         accounts_router,
         impacts_router,
         stats_router,
+        # Route matching walks this list in order (each router passed costs a
+        # public read tens of microseconds): after the API's hot paths, ahead
+        # of the rest, since widgets on other sites make these frequent.
+        public_router,
         customers_router,
         projects_router,
         lifecycle_router,
         certificates_router,
+        dashboard_router,
     ):
         app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     _describe_real_errors(app)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/dashboard", status_code=303)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

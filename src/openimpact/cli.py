@@ -6,28 +6,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from openimpact.commandline import in_transaction, open_database
 from openimpact.config import get_settings
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError
 from openimpact.lifecycle.commands import add_account_projects_parser, add_lifecycle_parsers
 from openimpact.migrate import prepare_database
-
-
-def _database() -> Database:
-    url = get_settings().sqlalchemy_url
-    prepare_database(url)
-    return Database(url, pool_size=2)
-
-
-def _in_transaction(fn: Callable[..., Any], *args: Any) -> Any:
-    db = _database()
-    try:
-        return db.run_sync(fn, *args, write=True)
-    finally:
-        db.dispose()
+from openimpact.public.commands import add_account_public_parsers
+from openimpact.users.commands import add_users_parsers
 
 
 def _print_json(data: Any) -> None:
@@ -55,7 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if created is None:
             print("Demo: the store already has an account; keeping it as it is.")
         else:
-            print("Demo account created (keys are shown only this once):")
+            print("Dashboard (sign in with the email and password below):")
+            print(f"  {base}/dashboard/login")
+            print(f"  email           {created['dashboard_email']}")
+            print(f"  password        {created['dashboard_password']}")
+            print()
+            print("Demo account created (keys and password are shown only this once):")
             print(f"  user_id         {created['user_id']}")
             print(f"  sandbox key     {created['sandbox_key']}")
             print(f"  production key  {created['production_key']}")
@@ -68,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             print(f"  open {base}/docs")
             print(f"  open {base}/certificate/{created['completed_tracking_id']}")
+            print(f"  open {base}/impact/{created['profile_slug']}   (the public profile)")
         sys.stdout.flush()
     uvicorn.run(
         "openimpact.app:create_app",
@@ -99,7 +94,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
             "production_key": keys["production"].key,
         }
 
-    result = _in_transaction(create)
+    result = in_transaction(create)
     if args.json:
         _print_json(result)
     else:
@@ -120,7 +115,7 @@ def cmd_accounts_causes(args: argparse.Namespace) -> int:
         set_causes(session, account, causes)
         return list(account.causes)
 
-    print("Causes: " + ", ".join(_in_transaction(update)))
+    print("Causes: " + ", ".join(in_transaction(update)))
     return 0
 
 
@@ -136,7 +131,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             "prefix": issued.prefix,
         }
 
-    result = _in_transaction(create)
+    result = in_transaction(create)
     if args.json:
         _print_json(result)
     else:
@@ -160,7 +155,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             for k in list_keys(session, get_account(session, args.user_id))
         ]
 
-    rows = _in_transaction(listing)
+    rows = in_transaction(listing)
     if args.json:
         _print_json(rows)
         return 0
@@ -173,7 +168,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from openimpact.accounts.service import revoke_key
 
-    key = _in_transaction(revoke_key, args.prefix.rstrip("…"))
+    key = in_transaction(revoke_key, args.prefix.rstrip("…"))
     print(f"Key {key.prefix}… revoked.")
     return 0
 
@@ -187,7 +182,7 @@ def cmd_projects_import(args: argparse.Namespace) -> int:
     from openimpact.projects.service import import_catalogue, load_catalogue_file
 
     catalogue = load_catalogue_file(Path(args.file))
-    counts = _in_transaction(import_catalogue, catalogue)
+    counts = in_transaction(import_catalogue, catalogue)
     print("Imported " + ", ".join(f"{n} {what}" for what, n in counts.items()) + ".")
     return 0
 
@@ -200,7 +195,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from openimpact.worker import run_forever, run_once
 
     settings = get_settings()
-    db = _database()
+    db = open_database()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
     try:
         if args.once:
@@ -252,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     causes.add_argument("--causes", required=True, help="comma-separated; the first is the default")
     causes.set_defaults(func=cmd_accounts_causes)
     add_account_projects_parser(accounts)
+    add_account_public_parsers(accounts)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -277,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     pimport.set_defaults(func=cmd_projects_import)
 
     add_lifecycle_parsers(sub)
+    add_users_parsers(sub)
     worker = sub.add_parser(
         "worker", help="run the background worker (sandbox simulation, emails, cleanup)"
     )

@@ -40,9 +40,16 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".openimpact"), description="Where the SQLite file lives")
     rate_limit: str = Field(default="100/second", description="Per API key, e.g. 20/second, or off")
+    public_rate_limit: str = Field(
+        default="120/minute",
+        description="Per client address on the public profile, widget, badges and customer "
+        "pages, e.g. 600/minute, or off",
+    )
     admin_token: str | None = Field(default=None, description="Operator token for /admin/v1")
     public_url: str | None = Field(
-        default=None, description="Base URL used in certificate links; the request's own by default"
+        default=None,
+        description="Base URL used in certificate, profile and customer-page links (the "
+        "request's own by default); emails carry links only when it is set",
     )
     max_body_bytes: int = Field(default=64 * 1024, description="Larger request bodies get 413")
     # The API promises that a retry within 24 hours is recognised.
@@ -63,6 +70,16 @@ class Settings(BaseSettings):
         default=None, description="smtp://user:pass@host:port for customer notifications"
     )
     mail_from: str = Field(default="impact@openimpact.local")
+    session_idle_minutes: int = Field(
+        default=720, ge=5, description="A dashboard session ends after this long without use"
+    )
+    session_max_hours: int = Field(
+        default=168, ge=1, description="A dashboard session ends this long after sign-in"
+    )
+    signin_rate_limit: str = Field(
+        default="10/15minutes",
+        description="Dashboard sign-in and reset attempts per email (the IP gets five times this)",
+    )
     log_level: str = Field(default="info")
 
     @field_validator("admin_token")
@@ -81,6 +98,15 @@ class Settings(BaseSettings):
             return "off"
         if not _RATE_RE.match(value):
             raise ValueError("OPENIMPACT_RATE_LIMIT must look like '100/second' or 'off'")
+        return value.strip().lower()
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _check_public_rate(cls, value: str) -> str:
+        if value.strip().lower() in {"off", "none", "0", "false"}:
+            return "off"
+        if not _RATE_RE.match(value):
+            raise ValueError("OPENIMPACT_PUBLIC_RATE_LIMIT must look like '120/minute' or 'off'")
         return value.strip().lower()
 
     @property

@@ -15,11 +15,12 @@ answer, a 404 for an unknown path or a 500 included, is ``{"type", "message"}``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -115,14 +116,35 @@ def _where_from_type(err: dict[str, Any]) -> str:
     return "body" if err.get("loc", ("",))[0] == "body" else ""
 
 
+# Pages (the dashboard) answer errors as pages: a renderer installed in
+# ``app.state.html_error_page`` may take an error over; it returns None for
+# requests that are not its own, which then get the JSON answer.
+HtmlErrorPage = Callable[[Request, int, str, str, Exception], Awaitable[Response | None]]
+
+
+async def _as_page(
+    request: Request, status: int, type_: str, message: str, exc: Exception
+) -> Response | None:
+    render: HtmlErrorPage | None = getattr(request.app.state, "html_error_page", None)
+    return await render(request, status, type_, message, exc) if render is not None else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpenImpactError)
-    async def _ours(_request: Request, exc: OpenImpactError) -> JSONResponse:
+    async def _ours(request: Request, exc: OpenImpactError) -> Response:
+        page = await _as_page(request, exc.status, exc.type, exc.message, exc)
+        if page is not None:
+            return page
         return error_response(exc.status, exc.type, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
+        page = await _as_page(
+            request, 400, "validation_error", describe_validation_errors(errors), exc
+        )
+        if page is not None:
+            return page
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "validation_error", "body: is not valid JSON")
         # FastAPI hands the model the raw bytes when the Content-Type is not JSON
@@ -136,7 +158,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "validation_error", describe_validation_errors(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 400 and exc.__cause__ is not None:
             # FastAPI's "There was an error parsing the body": json.loads gave up
@@ -145,9 +167,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
         type_ = _STATUS_TYPES.get(exc.status_code, "error")
+        page = await _as_page(request, exc.status_code, type_, message, exc)
+        if page is not None:
+            return page
         return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error; the request was not applied")
+        message = "internal error; the request was not applied"
+        page = await _as_page(request, 500, "internal_error", message, exc)
+        return page or error_response(500, "internal_error", message)

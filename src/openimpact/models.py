@@ -7,6 +7,8 @@ from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.lifecycle.models import ImpactTransition
 from openimpact.notifications.models import OutboxMessage
 from openimpact.projects.models import Cause, Partner, Project, Sdg
+from openimpact.public.models import CustomerPage, PublicProfile
+from openimpact.users.models import User, UserSession, UserToken
 
 __all__ = [
     "Account",
@@ -14,6 +16,7 @@ __all__ = [
     "Base",
     "Cause",
     "Customer",
+    "CustomerPage",
     "DailyImpact",
     "IdempotencyRecord",
     "Impact",
@@ -22,6 +25,10 @@ __all__ = [
     "OutboxMessage",
     "Partner",
     "Project",
+    "PublicProfile",
     "Sdg",
     "ServerSecret",
+    "User",
+    "UserSession",
+    "UserToken",
 ]

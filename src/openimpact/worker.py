@@ -3,7 +3,8 @@
 1. advances sandbox impacts that their compressed schedule has made due
    (``lifecycle/sandbox.py``);
 2. delivers due outbox emails over SMTP, with retries and backoff
-   (``notifications/service.py``), or, with no SMTP server configured, marks
+   (``notifications/service.py``; dashboard invitations and resets are
+   written by ``users/emails.py``), or, with no SMTP server configured, marks
    them failed so nothing piles up;
 3. deletes Idempotency-Key records older than ``idempotency_ttl_hours``.
 
@@ -35,6 +36,7 @@ from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import new_batch_id
 from openimpact.notifications import service as outbox
 from openimpact.timeutil import now_ms
+from openimpact.users import emails as user_emails
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,7 @@ def deliver_emails(
                 smtp.login(target.username, target.password or "")
             for message in claimed:
                 try:
-                    email = outbox.compose_email(
-                        message.payload,
-                        message.business_name,
-                        settings.mail_from,
-                        settings.public_url,
-                    )
+                    email = _compose(message, settings)
                 except (KeyError, TypeError, ValueError) as exc:
                     # A message that cannot be written will never succeed.
                     db.run_sync(
@@ -137,6 +134,15 @@ def deliver_emails(
         for message in claimed[done:]:
             failed(message, f"{type(exc).__name__}: {exc}")
     return counts
+
+
+def _compose(message: outbox.Claimed, settings: Settings) -> Any:
+    """The email of a message: a dashboard user's link, or a customer notification."""
+    if message.payload.get("template") in user_emails.TEMPLATES:
+        return user_emails.compose(message.payload, settings.mail_from)
+    return outbox.compose_email(
+        message.payload, message.business_name, settings.mail_from, settings.public_url
+    )
 
 
 def _final(message: outbox.Claimed) -> outbox.Claimed:

@@ -227,7 +227,7 @@ def _description(view: CertificateView) -> str:
     return f"{_void_notice(view)}. {text}" if view.status == "void" else text
 
 
-def _share_links(page_url: str, text: str) -> dict[str, str]:
+def share_links(page_url: str, text: str) -> dict[str, str]:
     def encode(params: dict[str, str]) -> str:
         return urlencode(params, quote_via=quote)  # %20 for spaces, "/" and ":" escaped too
 
@@ -279,7 +279,7 @@ def render_html(view: CertificateView) -> str:
         "impact_video": _web_url(view.impact_video),
         "live_session": _date_time(view.live_session_date) if view.live_session_date else None,
         "qr_data_uri": f"data:image/png;base64,{qr_base64}",
-        "share": _share_links(view.page_url, title),
+        "share": share_links(view.page_url, title),
     }
     return _TEMPLATES.get_template("certificate.html").render(context)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,7 +46,12 @@ def mask_emails(text: str | None) -> str | None:
     return _EMAIL.sub("[email hidden]", text)
 
 
-def status_of(impact: Impact) -> str:
+class _Staged(Protocol):
+    stage: str
+    cancelled_ms: int | None
+
+
+def status_of(impact: _Staged) -> str:
     if impact.cancelled_ms is not None:
         return "void"
     return "completed" if impact.stage == "completed" else "in_progress"
@@ -227,3 +232,65 @@ def verification(session: Session, impact: Impact, base_url: str) -> dict[str, A
     if impact.cancelled_ms is not None:
         body["cancelled_on"] = ms_to_iso(impact.cancelled_ms)
     return body
+
+
+# The dashboard's list of an account's certificates.
+
+CERTIFICATE_STATUSES = ("in_progress", "completed", "void")
+
+
+def list_certificates(
+    session: Session,
+    account_id: int,
+    user_id: str,
+    status: str | None,
+    after: int | None,
+    limit: int,
+    base_url: str,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Certificates of the account's production impacts, newest first, with
+    their status (final once completed, void once cancelled) and addresses;
+    keyset on time_ms. Returns the page and the next position (or None)."""
+    t = Impact.__table__.c
+    stmt = select(
+        t.time_ms,
+        t.impact_type,
+        t.amount,
+        t.category,
+        t.stage,
+        t.cancelled_ms,
+        t.completed_ms,
+        t.certificate_id,
+    ).where(
+        t.account_id == account_id,
+        t.env == "production",
+        t.certificate_id.is_not(None),
+    )
+    if status == "void":
+        stmt = stmt.where(t.cancelled_ms.is_not(None))
+    elif status == "completed":
+        stmt = stmt.where(t.cancelled_ms.is_(None), t.stage == "completed")
+    elif status == "in_progress":
+        stmt = stmt.where(t.cancelled_ms.is_(None), t.stage != "completed")
+    if after is not None:
+        stmt = stmt.where(t.time_ms < after)
+    rows = session.execute(stmt.order_by(t.time_ms.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = []
+    for r in rows:
+        links = urls(base_url, r.certificate_id)
+        out.append(
+            {
+                "certificate_id": r.certificate_id,
+                "tracking_id": f"{user_id}-{ms_to_iso(r.time_ms)}",
+                "issued_on": ms_to_iso(r.time_ms),
+                "completed_on": ms_to_iso(r.completed_ms) if r.completed_ms else None,
+                "status": status_of(r),
+                "description": describe_impact(r.impact_type, r.amount, r.category),
+                "page_url": links.page,
+                "image_url": links.image,
+                "pdf_url": links.pdf,
+            }
+        )
+    return out, (rows[-1].time_ms if more else None)

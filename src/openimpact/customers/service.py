@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
 from openimpact.customers.models import Customer
 from openimpact.db import table
+from openimpact.errors import NotFound
+from openimpact.impacts.models import Impact
+from openimpact.kit import RECORD_KEYS
 from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.timeutil import ms_to_iso
 
@@ -70,3 +73,75 @@ def list_customers(
             low = (2**62, 2**62) if descending else (-1, -1)
             next_cursor = codec.encode(scope, list(low))
     return out, next_cursor
+
+
+# The dashboard's customer pages.
+
+
+def search_customers(
+    session: Session,
+    caller: Caller,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+    codec: CursorCodec,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Customers whose email contains ``text`` (any case), newest first."""
+    c = table(Customer)
+    needle = (text or "").strip().lower()
+    scope = fingerprint("customer_search", caller.account_id, caller.env, needle)
+    stmt = select(c.c.id, c.c.customer_id, c.c.email, c.c.name, c.c.onboarded_ms).where(
+        c.c.account_id == caller.account_id, c.c.env == caller.env
+    )
+    if needle:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(c.c.email_key.like(f"%{escaped}%", escape="\\"))
+    if cursor is not None:
+        after_ms, after_id = codec.decode(cursor, scope, 2)
+        stmt = stmt.where(
+            or_(c.c.onboarded_ms < after_ms, and_(c.c.onboarded_ms == after_ms, c.c.id < after_id))
+        )
+    rows = session.execute(
+        stmt.order_by(c.c.onboarded_ms.desc(), c.c.id.desc()).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = [
+        {
+            "customer_id": r.customer_id,
+            "customer_email": r.email,
+            "customer_name": r.name,
+            "onboarded_on": ms_to_iso(r.onboarded_ms),
+        }
+        for r in rows
+    ]
+    next_cursor = codec.encode(scope, [rows[-1].onboarded_ms, rows[-1].id]) if more else None
+    return out, next_cursor
+
+
+def customer_by_id(session: Session, caller: Caller, customer_id: str) -> Customer:
+    """The caller's customer; another account's or environment's is the same 404."""
+    customer = session.scalar(
+        select(Customer).where(
+            Customer.customer_id == customer_id,
+            Customer.account_id == caller.account_id,
+            Customer.env == caller.env,
+        )
+    )
+    if customer is None:
+        raise NotFound("no such customer")
+    return customer
+
+
+def customer_totals(session: Session, customer: Customer) -> dict[str, int]:
+    """Lifetime totals of one customer, cancelled impacts excluded. A sum over
+    the customer's own impacts (an index range): one customer has few."""
+    i = table(Impact)
+    totals = dict.fromkeys(RECORD_KEYS, 0)
+    for impact_type, amount in session.execute(
+        select(i.c.impact_type, func.sum(i.c.amount))
+        .where(i.c.customer_pk == customer.id, i.c.cancelled_ms.is_(None))
+        .group_by(i.c.impact_type)
+    ):
+        totals[impact_type] = int(amount or 0)
+    return totals
