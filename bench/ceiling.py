@@ -6,6 +6,10 @@ headers being read) and answers the same JSON shape, without touching a
 database. Served by the same uvicorn settings and loaded by the same generator
 as the real server, it is what "as fast as this stack can go on this machine,
 right now" means; every write figure is reported as a ratio to it.
+
+Its GET /public/v1/profiles/{slug} is the ceiling of the public reads: a path
+parameter read and a profile-shaped JSON answer with the same caching headers,
+from memory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,34 @@ def create_app() -> FastAPI:
         if body.customer_email is not None:
             out["customer"] = {"customer_id": "C0", "customer_email": body.customer_email}
         return JSONResponse(out)
+
+    profile = {
+        "slug": "bench",
+        "name": "Bench shop",
+        "logo_url": None,
+        "profile_url": "http://127.0.0.1/impact/bench",
+        "totals": {
+            "tree_planted": 1234,
+            "waste_removed": 56,
+            "carbon_captured": 789,
+            "coral_restored": 10,
+            "money_donated": 123456,
+        },
+        "units": {
+            "tree_planted": "trees",
+            "waste_removed": "lbs",
+            "carbon_captured": "lbs CO₂",
+            "coral_restored": "coral fragments",
+            "money_donated": "US cents",
+        },
+    }
+
+    @app.get("/public/v1/profiles/{slug}")
+    async def public_profile(slug: str) -> JSONResponse:
+        return JSONResponse(
+            {**profile, "slug": slug},
+            headers={"Cache-Control": "public, max-age=60", "Access-Control-Allow-Origin": "*"},
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -106,11 +106,23 @@ class Generator:
             _async_load(base_url, api_key, seconds, self.connections, rate, post_prefix=prefix)
         )
 
-    def get(self, url: str, api_key: str, seconds: float, connections: int = 1) -> LoadResult:
-        """GET ``url`` over ``connections`` connections for ``seconds``."""
+    def get(
+        self,
+        url: str,
+        api_key: str,
+        seconds: float,
+        connections: int = 1,
+        header: str = "x-api-key",
+    ) -> LoadResult:
+        """GET ``url`` over ``connections`` connections for ``seconds``, with
+        ``api_key`` in ``header`` (or a session cookie: header "Cookie")."""
         if self.wrk:
-            return self._wrk("get.lua", url, seconds, [api_key], connections=connections, threads=1)
-        return asyncio.run(_async_load(url, api_key, seconds, connections, 0.0, post_prefix=None))
+            return self._wrk(
+                "get.lua", url, seconds, [api_key, header], connections=connections, threads=1
+            )
+        return asyncio.run(
+            _async_load(url, api_key, seconds, connections, 0.0, post_prefix=None, header=header)
+        )
 
     def _wrk(
         self,
@@ -171,6 +183,7 @@ async def _async_load(
     rate: float,
     *,
     post_prefix: str | None,
+    header: str = "x-api-key",
 ) -> LoadResult:
     """Closed loop over ``connections`` connections, or an even schedule at
     ``rate``; bounded by ``seconds`` and by a request ceiling."""
@@ -212,7 +225,7 @@ async def _async_load(
                             headers={"x-api-key": api_key, "Idempotency-Key": n},
                         )
                     else:
-                        response = await client.get(url, headers={"x-api-key": api_key})
+                        response = await client.get(url, headers={header: api_key})
                 except httpx.HTTPError:
                     socket_errors += 1
                     continue

@@ -13,6 +13,9 @@ POSTGRES_2W_MIN = 0.35
 PACED_P99_MAX_MS = 25.0
 READ_GROWTH_MAX = 1.2
 PAGE_1000_SQLITE_P50_MAX_MS = 15.0
+DASHBOARD_SQLITE_P50_MAX_MS = 30.0  # issue 8: overview, impacts page, track view
+# Issue 9: the public JSON and the SVG badge against the ceiling's GET.
+PUBLIC_MIN = 0.5
 # Reads whose cost must not grow with the account (totals are never a scan).
 FLAT_READS = ("records", "customer_records", "impact")
 
@@ -25,6 +28,11 @@ def _ceiling(writes: list[dict[str, Any]], workers: int) -> float | None:
 
 
 def _add_ratios(out: dict[str, Any]) -> None:
+    ceiling_get = next(
+        (float(p["max"]["rps"]) for p in out.get("public", []) if p["subject"] == "ceiling"), None
+    )
+    for p in out.get("public", []):
+        p["ratio"] = round(p["max"]["rps"] / ceiling_get, 3) if ceiling_get else None
     for w in out["writes"]:
         ceiling = _ceiling(out["writes"], w["workers"])
         w["ratio"] = round(w["max"]["rps"] / ceiling, 3) if ceiling else None
@@ -90,6 +98,32 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                 f"< {PAGE_1000_SQLITE_P50_MAX_MS:g} ms",
                 p50 < PAGE_1000_SQLITE_P50_MAX_MS,
             )
+    for r in out["reads"]:
+        if not r["endpoint"].startswith("dashboard") or r["size"] != sizes[-1]:
+            continue
+        add(
+            f"{r['backend']} {r['endpoint']}: {sizes[-1]:,} vs {sizes[0]:,} impacts",
+            r["ratio"],
+            f"<= {READ_GROWTH_MAX}x",
+            r["ratio"] is not None and r["ratio"] <= READ_GROWTH_MAX,
+        )
+        if r["backend"] == "sqlite":
+            p50 = r["result"]["p50_ms"]
+            add(
+                f"sqlite {r['endpoint']} p50, {r['size']:,} impacts",
+                p50,
+                f"< {DASHBOARD_SQLITE_P50_MAX_MS:g} ms",
+                p50 < DASHBOARD_SQLITE_P50_MAX_MS,
+            )
+    for p in out.get("public", []):
+        if p["subject"] == "ceiling":
+            continue
+        add(
+            f"{p['endpoint']}, {p['subject']}, 1 worker",
+            p["ratio"],
+            f">= {PUBLIC_MIN}x ceiling GET",
+            None if p["ratio"] is None else p["ratio"] >= PUBLIC_MIN,
+        )
     add(
         "errors (non-2xx, socket, wrong pages) in every run", out["errors"], "0", out["errors"] == 0
     )
@@ -166,6 +200,21 @@ def markdown(out: dict[str, Any]) -> str:
                 f"| {backend} | {endpoint} | " + " | ".join(cells) + f" | {p99} | {errors} |"
             )
         lines.append("")
+    if out.get("public"):
+        lines += [
+            "## Public reads: closed loop, one worker "
+            "(per-address rate limit on, at a budget the load never reaches)",
+            "",
+            "| server | read | req/s | x ceiling GET | p50 ms | p99 ms | errors |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for p in out["public"]:
+            ratio = f"{p['ratio']:.2f}" if p["ratio"] is not None else "-"
+            lines.append(
+                f"| {p['subject']} | {p['endpoint']} | {p['max']['rps']:,.0f} | {ratio} | "
+                f"{p['max']['p50_ms']:.2f} | {p['max']['p99_ms']:.2f} | {p['errors']} |"
+            )
+        lines.append("")
     lines += ["## Targets", "", "| target | value | goal | holds |", "|---|---:|---|---|"]
     for t in out["targets"]:
         value = t["value"]
@@ -213,7 +262,11 @@ def plot(out: dict[str, Any], path: Path) -> bool:
 
 def write(out: dict[str, Any], directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
-    out["errors"] = sum(w["errors"] for w in out["writes"]) + sum(r["errors"] for r in out["reads"])
+    out["errors"] = (
+        sum(w["errors"] for w in out["writes"])
+        + sum(r["errors"] for r in out["reads"])
+        + sum(p["errors"] for p in out.get("public", []))
+    )
     out["failed"] = out["errors"] > 0
     _add_ratios(out)
     out["targets"] = _targets(out)

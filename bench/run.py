@@ -7,7 +7,9 @@ by this process):
    workers. Each: warm-up, then the maximum (closed loop), then the same
    load paced at 0.7x that maximum for latency below saturation;
 2. reads on SQLite and PostgreSQL: bulk-load accounts of each size, start
-   one worker, and time each read one request at a time.
+   one worker, and time each read one request at a time;
+3. public reads, 1 worker: the ceiling's GET, then the public profile JSON
+   and an SVG badge on SQLite and PostgreSQL, closed loop like the writes.
 
 The load generator and the server share the machine's cores, in the same
 way for the ceiling and for every subject, so ratios compare like with like.
@@ -60,6 +62,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--no-reads", action="store_true")
     p.add_argument("--no-writes", action="store_true")
+    p.add_argument("--no-public", action="store_true", help="skip the public profile and badge")
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
     args = p.parse_args(argv)
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": _meta(args, gen, backends, pg_note),
         "writes": [],
         "reads": [],
+        "public": [],
     }
 
     if not args.no_writes:
@@ -104,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_reads:
         for backend in backends:
             out["reads"].extend(_reads(gen, args, backend, logs))
+    if not args.no_public:
+        out["public"].append(_public_ceiling(gen, args, logs))
+        for backend in backends:
+            out["public"].extend(_public(gen, args, backend, logs))
 
     out["meta"]["seconds"] = round(time.monotonic() - started, 1)
     summary = report.write(out, args.out)
@@ -276,24 +284,35 @@ def _reads(
         finally:
             db.dispose()
         print(f"bench:   loaded in {load_seconds:.0f} s", flush=True)
+        db = fdb.open()
+        try:
+            sessions = {a.account_id: _dashboard_session(db, a) for a in accounts}
+        finally:
+            db.dispose()
         with serve(SERVER_FACTORY, 1, fdb.server_env(), logs) as server:
             reads = [
-                (account, name, url, expected)
+                (account, name, url, expected, ("x-api-key", account.key))
                 for account in accounts
                 for name, url, expected in _read_urls(server.base_url, account, codec)
+            ] + [
+                (account, name, url, 0, ("Cookie", f"oi_session={sessions[account.account_id]}"))
+                for account in accounts
+                if account.kind == "customers"
+                for name, url in _page_urls(server.base_url, account)
             ]
             problems = [
-                _check_read(account, name, url, expected) for account, name, url, expected in reads
+                _check_read(account, name, url, expected, credential)
+                for account, name, url, expected, credential in reads
             ]
             # Round-robin slices of one second: a burst of load from elsewhere
             # on the machine then lands on every account size alike, instead of
             # on whichever size happened to be measured at the time.
             slices: list[list[LoadResult]] = [[] for _ in reads]
             for _ in range(args.read_rounds):
-                for n, (account, _name, url, _expected) in enumerate(reads):
-                    slices[n].append(gen.get(url, account.key, 1, connections=1))
+                for n, (_account, _name, url, _expected, (header, value)) in enumerate(reads):
+                    slices[n].append(gen.get(url, value, 1, connections=1, header=header))
     entries = []
-    for (account, name, _url, expected), problem, results in zip(
+    for (account, name, _url, expected, _credential), problem, results in zip(
         reads, problems, slices, strict=True
     ):
         entries.append(
@@ -302,14 +321,56 @@ def _reads(
     return entries
 
 
-def _check_read(account: fixtures.ReadAccount, name: str, url: str, expected: int) -> str:
+def _dashboard_session(db: Any, account: fixtures.ReadAccount) -> str:
+    """A signed-in dashboard session of the account (an owner, made directly)."""
+    from openimpact.accounts.models import Account
+    from openimpact.users import service as users
+
+    def sign_in(session: Any) -> str:
+        owner = users.add_user(
+            session,
+            session.get(Account, account.account_id),
+            f"owner-{account.account_id}@bench.example",
+            "owner",
+            secrets.token_urlsafe(16),
+        )
+        return users.start_session(session, owner.id, max_ms=86_400_000)
+
+    token: str = db.run_sync(sign_in, write=True)
+    return token
+
+
+def _page_urls(base: str, account: fixtures.ReadAccount) -> list[tuple[str, str]]:
+    """The dashboard pages timed on ``account`` (issue 8: overview, impacts,
+    and the track view of an impact from the middle of the account)."""
+    from openimpact.timeutil import ms_to_iso
+
+    middle = account.time_ms[len(account.time_ms) // 2]
+    tracking_id = f"{account.user_id}-{ms_to_iso(middle)}"
+    return [
+        ("dashboard overview", f"{base}/dashboard"),
+        ("dashboard impacts", f"{base}/dashboard/impacts"),
+        ("dashboard track view", f"{base}/dashboard/impacts/{tracking_id}"),
+    ]
+
+
+def _check_read(
+    account: fixtures.ReadAccount,
+    name: str,
+    url: str,
+    expected: int,
+    credential: tuple[str, str] | None = None,
+) -> str:
     """Warm up, and check that the answer is the page it should be: a fast
     empty page would prove nothing."""
-    with httpx.Client(headers={"x-api-key": account.key}, timeout=30) as client:
+    header, value = credential or ("x-api-key", account.key)
+    with httpx.Client(headers={header: value}, timeout=30) as client:
         for _ in range(5):
             response = client.get(url)
     if response.status_code != 200:
         return f"{response.status_code} {response.text[:300]}"
+    if name.startswith("dashboard") and 'class="clickable-row' not in response.text:
+        return "the page lists no impacts"
     if expected and _rows(name, response.json()) != expected:
         return f"expected {expected} rows, got {_rows(name, response.json())}"
     return ""
@@ -355,6 +416,93 @@ def _read_entry(
         "problem": problem,
         "errors": errors,
     }
+
+
+# Public reads ------------------------------------------------------------------------------
+
+# The public endpoints' own per-address limit stays on, at a budget the load
+# never reaches, so its cost is part of what is measured.
+PUBLIC_RATE = "100000000/second"
+
+
+def _public_entry(
+    subject: str, endpoint: str, result: LoadResult, problem: str = ""
+) -> dict[str, Any]:
+    errors = result.errors + (1 if problem else 0)
+    print(
+        f"bench:   {subject:<10} {endpoint:<34} {result.rps:8.0f} req/s  p50 {result.p50_ms:.2f} ms"
+        f"  p99 {result.p99_ms:.2f} ms"
+        + (f"  ERROR {problem or result.first_error}" if errors else ""),
+        flush=True,
+    )
+    return {
+        "subject": subject,
+        "endpoint": endpoint,
+        "workers": 1,
+        "max": result.to_json(),
+        "problem": problem,
+        "errors": errors,
+    }
+
+
+def _public_ceiling(gen: Generator, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    print("bench: public  ceiling    1 worker ...", flush=True)
+    with serve(CEILING_FACTORY, 1, {}, logs) as server:
+        url = f"{server.base_url}/public/v1/profiles/bench"
+        gen.get(url, "", args.warmup, connections=args.connections)
+        result = gen.get(url, "", args.duration, connections=args.connections)
+    return _public_entry("ceiling", "GET (no database)", result)
+
+
+def _public(
+    gen: Generator, args: argparse.Namespace, backend: str, logs: Path
+) -> list[dict[str, Any]]:
+    """GET /public/v1/profiles/{slug} and its SVG badge, closed loop, on one worker."""
+    from openimpact.impacts.service import NewImpact, record_impact
+    from openimpact.public.service import update_profile
+
+    print(f"bench: public  {backend:<10} 1 worker ...", flush=True)
+    entries = []
+    with fresh_database(backend) as fdb:
+        db = fdb.open()
+        try:
+            account_id, user_id, _key = new_account(db, "public")
+            slug = f"bench-{secrets.token_hex(3)}"
+
+            def publish(session: Any) -> None:
+                from openimpact.auth import Caller
+
+                caller = Caller(account_id, user_id, "", "", "production", "")
+                for kind, amount in (("tree_planted", 1234), ("waste_removed", 56)):
+                    record_impact(
+                        session, caller, NewImpact(kind, amount, None, None, None, None, None)
+                    )
+                update_profile(session, account_id, slug=slug, enabled=True)
+
+            db.run_sync(publish, write=True)
+        finally:
+            db.dispose()
+        env = {**fdb.server_env(), "OPENIMPACT_PUBLIC_RATE_LIMIT": PUBLIC_RATE}
+        with serve(SERVER_FACTORY, 1, env, logs) as server:
+            for endpoint, path, check in (
+                (
+                    "GET /public/v1/profiles/{slug}",
+                    f"/public/v1/profiles/{slug}",
+                    '"tree_planted":1234',
+                ),
+                ("GET /badge/{slug}/tree_planted.svg", f"/badge/{slug}/tree_planted.svg", "1,234"),
+            ):
+                url = server.base_url + path
+                response = httpx.get(url, timeout=30)
+                problem = (
+                    ""
+                    if response.status_code == 200 and check in response.text
+                    else f"{response.status_code} {response.text[:300]}"
+                )
+                gen.get(url, "", args.warmup, connections=args.connections)
+                result = gen.get(url, "", args.duration, connections=args.connections)
+                entries.append(_public_entry(backend, endpoint, result, problem))
+    return entries
 
 
 if __name__ == "__main__":
