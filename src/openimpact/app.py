@@ -28,6 +28,7 @@ from openimpact.dashboard.security import make_throttle
 from openimpact.db import Database
 from openimpact.errors import error_response, install_error_handlers
 from openimpact.impacts.router import router as impacts_router
+from openimpact.impacts.writer import Writer
 from openimpact.lifecycle.router import router as lifecycle_router
 from openimpact.migrate import prepare_database
 from openimpact.pagination import CursorCodec
@@ -193,6 +194,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.cursor_codec = CursorCodec(db.run_sync(server_secret, "cursor", write=True))
         app.state.limiter = make_limiter(settings.rate_limit, settings.redis_url)
+        writer = app.state.writer = Writer(
+            db,
+            max_batch=settings.writer_max_batch,
+            max_wait_ms=settings.writer_max_wait_ms,
+            in_flight=settings.writer_in_flight,
+        )
+        writer.start()
         stop = asyncio.Event()
         worker_task = (
             asyncio.create_task(run_in_background(db, settings, stop))
@@ -208,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             gc.unfreeze()  # collectable again (tests start many apps in one process)
             stop.set()
+            await writer.close()
             if worker_task is not None:
                 await worker_task
             db.dispose()

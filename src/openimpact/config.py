@@ -66,6 +66,21 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = Field(
         default=5.0, gt=0, description="Pause between two worker passes"
     )
+    writer_max_batch: int = Field(
+        default=256, ge=1, le=2000, description="Most impact writes committed in one transaction"
+    )
+    writer_max_wait_ms: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="How long the first write of a batch waits for others to join it",
+    )
+    writer_in_flight: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Batches a worker process writes at once (0: 1 on SQLite, 4 on PostgreSQL)",
+    )
     smtp_url: str | None = Field(
         default=None, description="smtp://user:pass@host:port for customer notifications"
     )

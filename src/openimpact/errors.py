@@ -6,7 +6,9 @@
      ├── NotFound             404 not_found
      ├── IdempotencyConflict  409 idempotency_error
      ├── PayloadTooLarge      413 payload_too_large
-     └── RateLimited          429 rate_limit_error (+ Retry-After)
+     ├── RateLimited          429 rate_limit_error (+ Retry-After)
+     └── Unavailable          503 unavailable (+ Retry-After): the database
+                              failed the whole transaction; nothing was written
 
 The official SDKs call ``.json()`` before they look at the status, so every
 answer, a 404 for an unknown path or a 500 included, is ``{"type", "message"}``.
@@ -77,6 +79,11 @@ class RateLimited(OpenImpactError):
     status = 429
 
 
+class Unavailable(OpenImpactError):
+    type = "unavailable"
+    status = 503
+
+
 _STATUS_TYPES = {
     400: "validation_error",
     401: "key_error",
@@ -88,6 +95,7 @@ _STATUS_TYPES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limit_error",
+    503: "unavailable",
 }
 
 

@@ -54,6 +54,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         415: "Request body is not JSON (Content-Type must be application/json)",
         429: "Rate limit exceeded; see Retry-After",
+        503: "The database failed the write; nothing was recorded. Retry (with the same "
+        "Idempotency-Key); see Retry-After",
     }
     return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
 

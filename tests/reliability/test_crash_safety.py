@@ -76,8 +76,10 @@ class Round:
         keys: dict[str, str],
         todo: list[Planned],
         kill: tuple[int, float] | None,
+        clients: int = CLIENTS,
     ) -> None:
         self.server = server
+        self.clients = clients
         self.keys = keys
         self.todo = list(todo)
         self.unanswered: list[Planned] = []
@@ -131,7 +133,7 @@ class Round:
                             self.errors.append(f"{planned.key}: acknowledged twice, not replayed")
 
     def run(self) -> None:
-        threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
+        threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -192,6 +194,12 @@ def _check_store(http: httpx.Client, key: str, planned: list[Planned]) -> None:
 
 
 def test_acknowledged_impacts_survive_kill_9(database: TestDatabase) -> None:
+    survive_kills(database)
+
+
+def survive_kills(database: TestDatabase, *, clients: int = CLIENTS, workers: int = 1) -> None:
+    """Kill the server KILLS times under ``clients`` concurrent clients, then
+    check the store (see the module's docstring)."""
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     env = server_env(database.url)
@@ -206,7 +214,7 @@ def test_acknowledged_impacts_survive_kill_9(database: TestDatabase) -> None:
     checked = False
 
     for _life in range(3 * KILLS + 1):
-        server = LiveServer(env).start()
+        server = LiveServer(env, workers=workers).start()
         try:
             # Acknowledged before a kill: a retry still replays the same answer.
             done = [p for p in plan if p.answer is not None]
@@ -215,7 +223,7 @@ def test_acknowledged_impacts_survive_kill_9(database: TestDatabase) -> None:
             todo.extend(resend)
             last = kills_that_hit == KILLS
             kill = None if last else (rng.randint(1, max(1, len(todo) // 2)), rng.uniform(0, 0.02))
-            round_ = Round(server, keys, todo, kill)
+            round_ = Round(server, keys, todo, kill, clients)
             round_.run()
             assert not round_.errors, f"seed {seed}: {round_.errors[:5]}"
             recovered += round_.recovered

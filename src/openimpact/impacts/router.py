@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from openimpact.auth import AccountDep, Caller, current_caller
-from openimpact.errors import ValidationFailed
+from openimpact.auth import AccountDep, Caller, current_caller, key_cache
+from openimpact.errors import KeyError_, ValidationFailed
 from openimpact.impacts import schemas, service
+from openimpact.impacts.batch import NewImpact, Outcome, Pending
 from openimpact.impacts.queries import RecordQuery, list_records
-from openimpact.impacts.service import NewImpact, Outcome
 from openimpact.impacts.tracking import track_view
 from openimpact.kit import (
     DAY,
@@ -64,7 +64,7 @@ _IMPACT_LINKS = {
 }
 _IMPACT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The impact as recorded", "links": _IMPACT_LINKS},
-    **error_responses(400, 401, 409, 413, 415, 429),
+    **error_responses(400, 401, 409, 413, 415, 429, 503),
 }
 _GET_ERRORS = error_responses(400, 401, 429)
 
@@ -111,10 +111,20 @@ def _new(impact_type: str, body: Any) -> NewImpact:
 async def _create(
     request: Request, caller: Caller, key: str | None, impact_type: str, body: Any
 ) -> JSONResponse:
-    new = _new(impact_type, body)
-    return await _idempotent(
-        request, caller, key, body, lambda s: service.record_impact(s, caller, new)
+    """Hand the impact to the group-commit writer (impacts/writer.py)."""
+    req_hash = (
+        service.request_hash(request.url.path, body.model_dump(mode="json", exclude_unset=True))
+        if key is not None
+        else None
     )
+    pending = Pending(caller, _new(impact_type, body), key, req_hash, confirm_key=True)
+    try:
+        outcome = await request.app.state.writer.submit(pending)
+    except KeyError_:
+        key_cache(request).discard(caller.key_hash)
+        raise
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return FastJSONResponse(outcome.body, status_code=outcome.status, headers=headers)
 
 
 @router.post("/plant_tree", response_model=schemas.PlantTreeResponse, responses=_IMPACT_RESPONSES)

@@ -1,0 +1,536 @@
+"""Writing many impacts in one transaction (group commit, issue 10).
+
+:func:`write_batch` is the one place where impacts are created: the API's
+writer (impacts/writer.py) hands it what concurrent requests sent, and
+``record_impact`` (the demo, tests, operators' tools) hands it a batch of one.
+A batch costs a fixed number of statements whatever its size:
+
+1. confirm the callers' API keys (a key revoked a moment ago fails here);
+2. look up the Idempotency-Keys: a stored answer is replayed, a different
+   body with a used key is a 409;
+3. check donation causes against the accounts' configured causes;
+4. update each account and environment's ledger row once: add the batch's
+   totals and allocate a range of ``time_utc`` milliseconds (the row lock
+   serializes writers of one account and environment across processes, which
+   is what keeps ``time_utc`` unique and increasing);
+5. onboard or rename customers (safe without upserts: the ledger lock is held);
+6. insert impacts, add to the daily series, queue outbox messages and store
+   the answers under their Idempotency-Keys, each as one multi-row statement.
+
+Items refused in steps 1–3 get their own error and stay out of the batch; the
+rest commit together. An Idempotency-Key that another process stored between
+step 2 and step 6 makes step 6 raise :class:`IdempotencyRace`; the caller rolls
+the batch back and runs it again, and step 2 then replays.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from openimpact.accounts.models import Account, ApiKey, Ledger
+from openimpact.auth import UNKNOWN_KEY, Caller
+from openimpact.customers.models import Customer
+from openimpact.db import table
+from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
+from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.kit import RECORD_KEYS
+from openimpact.notifications.models import OutboxMessage
+from openimpact.timeutil import day_of, ms_to_iso
+
+_ledger = table(Ledger)
+_impacts = table(Impact)
+_daily = table(DailyImpact)
+_customers = table(Customer)
+_idem = table(IdempotencyRecord)
+_outbox = table(OutboxMessage)
+_keys = table(ApiKey)
+_accounts = table(Account)
+
+LEDGER_COLUMNS: tuple[str, ...] = tuple(
+    f"{who}_{kind}" for who in ("user", "customer") for kind in RECORD_KEYS
+)
+
+_INSERT_IMPACTS = insert(_impacts)
+_INSERT_OUTBOX = insert(_outbox)
+_INSERT_IDEMPOTENCY = insert(_idem)
+_RENAME_CUSTOMER = (
+    update(_customers).where(_customers.c.id == bindparam("p_pk")).values(name=bindparam("p_name"))
+)
+_INSERT_CUSTOMERS = insert(_customers).returning(
+    _customers.c.id, _customers.c.customer_id, sort_by_parameter_order=True
+)
+
+
+class IdempotencyRace(Exception):
+    """Another transaction stored one of the batch's Idempotency-Keys first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewImpact:
+    impact_type: str
+    amount: int
+    category: str | None
+    customer_email: str | None
+    customer_name: str | None
+    notify: bool | None
+    metadata: dict[str, str] | None
+
+
+@dataclass(slots=True)
+class Pending:
+    """One impact to write, as a request asked for it."""
+
+    caller: Caller
+    new: NewImpact
+    key: str | None = None  # Idempotency-Key
+    req_hash: str | None = None
+    # Confirm the caller's API key in the batch's transaction (requests: a key
+    # taken from the per-process cache may have been revoked since).
+    confirm_key: bool = False
+
+    @property
+    def idempotency_slot(self) -> tuple[int, str, str] | None:
+        if self.key is None:
+            return None
+        return (self.caller.account_id, self.caller.env, self.key)
+
+
+Result = Outcome | OpenImpactError
+
+
+def request_hash(path: str, body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{path}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_certificate_id() -> str:
+    # 100 random bits in a URL-safe lower-case alphabet: unguessable, and easy
+    # to read aloud or type from a printed certificate.
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+@dataclass(slots=True)
+class _Customer:
+    pk: int | None
+    customer_id: str
+    email: str
+    name: str | None
+    first_name: str | None  # the name the batch found or first gave it
+    new: bool
+    onboarded_ms: int = 0
+
+
+@dataclass(slots=True)
+class _Group:
+    """The batch's items of one account and environment."""
+
+    account_id: int
+    env: str
+    indexes: list[int] = field(default_factory=list)
+    deltas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEDGER_COLUMNS, 0))
+
+
+def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list[Result]:
+    """Write ``items`` in the session's transaction; one answer or error per item.
+
+    Two items must not share an Idempotency-Key (the writer holds the second
+    back for the next batch, where it replays the first's answer).
+    """
+    results: list[Result | None] = [None] * len(items)
+    _confirm_keys(session, items, results)
+    _replay(session, items, results)
+    causes = _check_causes(session, items, results)
+
+    groups: dict[tuple[int, str], _Group] = {}
+    for i, item in enumerate(items):
+        if results[i] is not None:
+            continue
+        caller = item.caller
+        group = groups.get((caller.account_id, caller.env))
+        if group is None:
+            group = groups[(caller.account_id, caller.env)] = _Group(caller.account_id, caller.env)
+        group.indexes.append(i)
+        column = ("customer_" if item.new.customer_email is not None else "user_") + (
+            item.new.impact_type
+        )
+        group.deltas[column] += item.new.amount
+    if not groups:
+        return _done(results)
+
+    times = _allocate(session, list(groups.values()), now)
+    customers = _onboard(session, items, groups, times)
+
+    impact_rows: list[dict[str, Any]] = []
+    daily: dict[tuple[int, str, str], dict[str, int]] = {}
+    outbox_rows: list[dict[str, Any]] = []
+    idem_rows: list[dict[str, Any]] = []
+    for i, time_ms in times.items():
+        item = items[i]
+        caller, new = item.caller, item.new
+        customer = customers.get(i)
+        on_behalf = customer is not None
+        production = caller.env == "production"
+        notify = production and on_behalf and new.notify is not False
+        impact_rows.append(
+            {
+                "account_id": caller.account_id,
+                "env": caller.env,
+                "time_ms": time_ms,
+                "impact_type": new.impact_type,
+                "amount": new.amount,
+                "category": new.category,
+                "cause": (new.category or causes[caller.account_id][0])
+                if new.impact_type == "money_donated"
+                else None,
+                "customer_pk": customer[0] if customer is not None else None,
+                "is_customer": on_behalf,
+                "metadata": new.metadata or None,
+                "notify": notify,
+                "is_bonus": False,
+                "certificate_id": new_certificate_id() if production else None,
+                "stage": "initiated",
+            }
+        )
+        day_row = daily.setdefault(
+            (caller.account_id, caller.env, day_of(time_ms)), dict.fromkeys(RECORD_KEYS, 0)
+        )
+        day_row[new.impact_type] += new.amount
+
+        body: dict[str, Any] = {
+            "user_id": caller.user_id,
+            new.impact_type: new.amount,
+            "time_utc": ms_to_iso(time_ms),
+        }
+        if new.category is not None:
+            body["category"] = new.category
+        if customer is not None:
+            body["customer"] = customer[1]
+        if notify:
+            outbox_rows.append(
+                {
+                    "kind": "email",
+                    "account_id": caller.account_id,
+                    "env": caller.env,
+                    "payload": {"template": "impact_created", "user_id": caller.user_id, **body},
+                    "created_ms": now,
+                    "next_attempt_ms": now,
+                    "attempts": 0,
+                }
+            )
+        outcome = Outcome(status=200, body=body)
+        if item.key is not None:
+            idem_rows.append(
+                {
+                    "account_id": caller.account_id,
+                    "env": caller.env,
+                    "key": item.key,
+                    "request_hash": item.req_hash,
+                    "status_code": outcome.status,
+                    "response_body": json.dumps(body, separators=(",", ":")),
+                    "created_ms": now,
+                }
+            )
+        results[i] = outcome
+
+    conn = session.connection()
+    conn.execute(_INSERT_IMPACTS, impact_rows)
+    add_daily(session, daily)
+    if outbox_rows:
+        conn.execute(_INSERT_OUTBOX, outbox_rows)
+    if idem_rows:
+        # No savepoint: a conflict voids the whole batch, which the caller
+        # rolls back and runs again (its lookup then replays the stored answer).
+        try:
+            conn.execute(_INSERT_IDEMPOTENCY, idem_rows)
+        except IntegrityError:
+            raise IdempotencyRace() from None
+    return _done(results)
+
+
+def _done(results: list[Result | None]) -> list[Result]:
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def _confirm_keys(session: Session, items: Sequence[Pending], results: list[Result | None]) -> None:
+    hashes = {item.caller.key_hash for item in items if item.confirm_key}
+    if not hashes:
+        return
+    valid = set(
+        session.connection()
+        .execute(
+            select(_keys.c.key_hash).where(
+                _keys.c.key_hash.in_(sorted(hashes)), _keys.c.revoked_ms.is_(None)
+            )
+        )
+        .scalars()
+    )
+    for i, item in enumerate(items):
+        if item.confirm_key and item.caller.key_hash not in valid:
+            results[i] = KeyError_(UNKNOWN_KEY)
+
+
+def _replay(session: Session, items: Sequence[Pending], results: list[Result | None]) -> None:
+    slots = {
+        s for i, item in enumerate(items) if results[i] is None and (s := item.idempotency_slot)
+    }
+    if not slots:
+        return
+    stored = {
+        (row[0], row[1], row[2]): row[3:]
+        for row in session.connection().execute(
+            select(
+                _idem.c.account_id,
+                _idem.c.env,
+                _idem.c.key,
+                _idem.c.request_hash,
+                _idem.c.status_code,
+                _idem.c.response_body,
+            ).where(tuple_(_idem.c.account_id, _idem.c.env, _idem.c.key).in_(sorted(slots)))
+        )
+    }
+    for i, item in enumerate(items):
+        slot = item.idempotency_slot
+        if results[i] is not None or slot is None or slot not in stored:
+            continue
+        req_hash, status, body = stored[slot]
+        if req_hash != item.req_hash:
+            results[i] = IdempotencyConflict(
+                "Idempotency-Key was already used with a different request; "
+                "use a new key for a new request"
+            )
+        else:
+            results[i] = Outcome(status=status, body=json.loads(body), replayed=True)
+
+
+def _check_causes(
+    session: Session, items: Sequence[Pending], results: list[Result | None]
+) -> dict[int, list[str]]:
+    """The configured causes of each account that donates in the batch; a
+    donation to a cause its account has not configured is refused."""
+    donations = [
+        i
+        for i, item in enumerate(items)
+        if results[i] is None and item.new.impact_type == "money_donated"
+    ]
+    if not donations:
+        return {}
+    wanted = sorted({items[i].caller.account_id for i in donations})
+    causes: dict[int, list[str]] = {account_id: ["trees"] for account_id in wanted}
+    for account_id, configured in session.connection().execute(
+        select(_accounts.c.id, _accounts.c.causes).where(_accounts.c.id.in_(wanted))
+    ):
+        causes[account_id] = configured or ["trees"]
+    for i in donations:
+        requested = items[i].new.category
+        allowed = causes[items[i].caller.account_id]
+        if requested is not None and requested not in allowed:
+            results[i] = ValidationFailed(
+                f"category: '{requested}' is not a cause configured for this account; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return causes
+
+
+@cache
+def _ledger_sql(groups: int, postgres: bool) -> Any:
+    """One UPDATE of every ledger row of a batch, returning each row's new
+    ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
+    ``last - n + 1 … last`` strictly increasing after the row's previous ones,
+    and equal to the wall clock unless a burst runs ahead of it."""
+    big = (lambda p: f"CAST(:{p} AS BIGINT)") if postgres else (lambda p: f":{p}")
+    names = ["account_id", "env", "n", "now", *LEDGER_COLUMNS]
+    rows = ", ".join(
+        "("
+        + ", ".join(
+            [big(f"a{g}"), f":e{g}", big(f"n{g}"), big(f"t{g}")]
+            + [big(f"d{g}_{c}") for c in range(len(LEDGER_COLUMNS))]
+        )
+        + ")"
+        for g in range(groups)
+    )
+    sets = ", ".join(
+        [
+            "last_ms = CASE WHEN ledgers.last_ms >= v.now THEN ledgers.last_ms + v.n "
+            "ELSE v.now + v.n - 1 END"
+        ]
+        + [f"{c} = ledgers.{c} + v.{c}" for c in LEDGER_COLUMNS]
+    )
+    return text(
+        f"WITH v({', '.join(names)}) AS (VALUES {rows}) "
+        f"UPDATE ledgers SET {sets} FROM v "
+        "WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env "
+        "RETURNING ledgers.account_id, ledgers.env, ledgers.last_ms"
+    )
+
+
+def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int]:
+    """Update the ledger rows (totals and clock); each item's ``time_ms``."""
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    groups.sort(key=lambda g: (g.account_id, g.env))
+    if postgres and len(groups) > 1:
+        # Lock the rows in one order, as every batch does, so that two
+        # processes writing for the same accounts never deadlock.
+        conn.execute(
+            select(_ledger.c.account_id)
+            .where(
+                tuple_(_ledger.c.account_id, _ledger.c.env).in_(
+                    [(g.account_id, g.env) for g in groups]
+                )
+            )
+            .order_by(_ledger.c.account_id, _ledger.c.env)
+            .with_for_update()
+        ).all()
+    params: dict[str, Any] = {}
+    for g, group in enumerate(groups):
+        params[f"a{g}"] = group.account_id
+        params[f"e{g}"] = group.env
+        params[f"n{g}"] = len(group.indexes)
+        params[f"t{g}"] = now
+        for c, column in enumerate(LEDGER_COLUMNS):
+            params[f"d{g}_{c}"] = group.deltas[column]
+    last = {
+        (row[0], row[1]): row[2] for row in conn.execute(_ledger_sql(len(groups), postgres), params)
+    }
+    times: dict[int, int] = {}
+    for group in groups:
+        end = last.get((group.account_id, group.env))
+        if end is None:
+            raise LookupError(f"no ledger for account {group.account_id} {group.env}")
+        first = end - len(group.indexes) + 1
+        for offset, i in enumerate(group.indexes):
+            times[i] = first + offset
+    return dict(sorted(times.items()))
+
+
+def _onboard(
+    session: Session,
+    items: Sequence[Pending],
+    groups: dict[tuple[int, str], _Group],
+    times: dict[int, int],
+) -> dict[int, tuple[int, dict[str, Any]]]:
+    """One customer per email (case-insensitive) per account and environment:
+    each item's customer row and the customer as its answer shows it."""
+    wanted: dict[tuple[int, str, str], list[int]] = {}
+    for i in times:
+        email = items[i].new.customer_email
+        if email is not None:
+            caller = items[i].caller
+            wanted.setdefault((caller.account_id, caller.env, email.lower()), []).append(i)
+    if not wanted:
+        return {}
+    conn = session.connection()
+    found: dict[tuple[int, str, str], _Customer] = {}
+    for row in conn.execute(
+        select(
+            _customers.c.account_id,
+            _customers.c.env,
+            _customers.c.email_key,
+            _customers.c.id,
+            _customers.c.customer_id,
+            _customers.c.email,
+            _customers.c.name,
+        ).where(
+            tuple_(_customers.c.account_id, _customers.c.env, _customers.c.email_key).in_(
+                sorted(wanted)
+            )
+        )
+    ):
+        found[(row[0], row[1], row[2])] = _Customer(row[3], row[4], row[5], row[6], row[6], False)
+
+    answers: dict[int, dict[str, Any]] = {}
+    for slot, indexes in wanted.items():
+        customer = found.get(slot)
+        if customer is None:
+            first = items[indexes[0]].new
+            assert first.customer_email is not None
+            customer = found[slot] = _Customer(
+                None,
+                "C" + secrets.token_hex(8),
+                first.customer_email,
+                first.customer_name,
+                first.customer_name,
+                True,
+                times[indexes[0]],
+            )
+        # In the order of their times, as if written one after another: a
+        # name renames the customer for this impact and the ones after it.
+        for i in indexes:
+            name = items[i].new.customer_name
+            if name is not None:
+                customer.name = name
+            answers[i] = _customer_out(customer.customer_id, customer.email, customer.name)
+
+    new_slots = [slot for slot, c in found.items() if c.new and slot in wanted]
+    if new_slots:
+        rows = [
+            {
+                "customer_id": found[s].customer_id,
+                "account_id": s[0],
+                "env": s[1],
+                "email": found[s].email,
+                "email_key": s[2],
+                "name": found[s].name,
+                "onboarded_ms": found[s].onboarded_ms,
+            }
+            for s in new_slots
+        ]
+        for slot, row in zip(new_slots, conn.execute(_INSERT_CUSTOMERS, rows), strict=True):
+            found[slot].pk = row[0]
+    renamed = [c for c in found.values() if not c.new and c.name != c.first_name]
+    if renamed:
+        conn.execute(_RENAME_CUSTOMER, [{"p_pk": c.pk, "p_name": c.name} for c in renamed])
+    out: dict[int, tuple[int, dict[str, Any]]] = {}
+    for slot, indexes in wanted.items():
+        pk = found[slot].pk
+        assert pk is not None
+        for i in indexes:
+            out[i] = (pk, answers[i])
+    return out
+
+
+def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"customer_id": customer_id, "customer_email": email}
+    if name is not None:
+        out["customer_name"] = name
+    return out
+
+
+def add_daily(session: Session, rows: dict[tuple[int, str, str], dict[str, int]]) -> None:
+    """Add amounts to the daily series, one upsert per (account, env, day)."""
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(_daily)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_daily.c.account_id, _daily.c.env, _daily.c.day],
+        set_={k: _daily.c[k] + stmt.excluded[k] for k in RECORD_KEYS},
+    )
+    conn.execute(
+        stmt,
+        [
+            {"account_id": a, "env": e, "day": d, **amounts}
+            for (a, e, d), amounts in sorted(rows.items())
+        ],
+    )

@@ -1,0 +1,356 @@
+"""Group commit (impacts/batch.py, impacts/writer.py): one transaction for
+many impact writes, each with its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from openimpact.accounts.models import ApiKey, Ledger
+from openimpact.app import create_app
+from openimpact.auth import Caller
+from openimpact.customers.models import Customer
+from openimpact.errors import IdempotencyConflict, KeyError_, Unavailable, ValidationFailed
+from openimpact.impacts import batch
+from openimpact.impacts.batch import NewImpact, Outcome, Pending, request_hash, write_batch
+from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.impacts.writer import Writer
+from openimpact.timeutil import now_ms, parse_iso_ms
+from tests.conftest import TestDatabase
+from tests.factories import AccountKeys, Api, make_account
+
+
+def _caller(db: Any, keys: AccountKeys, env: str = "production") -> Caller:
+    from openimpact.accounts.service import hash_key
+    from openimpact.auth import _lookup
+
+    caller = db.run_sync(_lookup, hash_key(keys.key(env)))
+    assert caller is not None
+    return caller
+
+
+def _tree(amount: int, **extra: Any) -> NewImpact:
+    fields: dict[str, Any] = {
+        "impact_type": "tree_planted",
+        "amount": amount,
+        "category": None,
+        "customer_email": None,
+        "customer_name": None,
+        "notify": None,
+        "metadata": None,
+    }
+    fields.update(extra)
+    return NewImpact(**fields)
+
+
+def _count(db: Any, model: Any, account_id: int) -> int:
+    return db.run_sync(
+        lambda s: s.scalar(
+            select(func.count()).select_from(model).where(model.account_id == account_id)
+        )
+    )
+
+
+@pytest.fixture
+def db(client: TestClient) -> Any:
+    return client.app.state.db  # type: ignore[attr-defined]
+
+
+class TestWriteBatch:
+    def test_good_and_refused_items_of_one_batch(self, db: Any) -> None:
+        shop = make_account(db, causes=["oceans", "schools"])
+        other = make_account(db)
+        me = _caller(db, shop)
+        them = _caller(db, other)
+        revoked = _caller(db, other, "sandbox")
+        db.run_sync(
+            lambda s: s.execute(
+                ApiKey.__table__.update()
+                .where(ApiKey.key_hash == revoked.key_hash)
+                .values(revoked_ms=now_ms())
+            ),
+            write=True,
+        )
+        used = Pending(me, _tree(1), "used-key", request_hash("/v1/plant_tree", {"amount": 1}))
+        db.run_sync(lambda s: write_batch(s, [used], now=now_ms()), write=True)
+
+        items = [
+            Pending(me, _tree(5)),
+            Pending(me, _tree(1), "used-key", used.req_hash),  # a replay
+            Pending(me, _tree(2), "used-key", "another body"),  # 409
+            Pending(
+                me,
+                NewImpact("money_donated", 300, "wildlife", None, None, None, None),
+            ),  # a cause the account has not configured
+            Pending(revoked, _tree(7), confirm_key=True),  # revoked a moment ago
+            Pending(them, _tree(11, customer_email="Ana@Example.com", customer_name="Ana")),
+            Pending(me, NewImpact("money_donated", 250, None, None, None, None, None)),
+            Pending(them, _tree(13, customer_email="ana@example.com")),
+            Pending(me, _tree(17)),
+        ]
+        before = now_ms()
+        results = db.run_sync(lambda s: write_batch(s, items, now=before), write=True)
+
+        assert isinstance(results[0], Outcome) and not results[0].replayed
+        assert isinstance(results[1], Outcome) and results[1].replayed
+        assert isinstance(results[2], IdempotencyConflict)
+        assert isinstance(results[3], ValidationFailed)
+        assert "wildlife" in results[3].message and "oceans, schools" in results[3].message
+        assert isinstance(results[4], KeyError_)
+        written = [r for r in results if isinstance(r, Outcome) and not r.replayed]
+        assert len(written) == 5
+
+        # time_utc: unique and increasing per account in the order of the batch.
+        mine = [parse_iso_ms(results[i].body["time_utc"]) for i in (0, 6, 8)]  # type: ignore[union-attr]
+        assert mine == sorted(mine) and len(set(mine)) == 3 and mine[0] >= before
+        theirs = [parse_iso_ms(results[i].body["time_utc"]) for i in (5, 7)]  # type: ignore[union-attr]
+        assert theirs[0] < theirs[1]
+
+        # One customer per email, whatever its case; the answer shows the name.
+        assert results[5].body["customer"] == results[7].body["customer"]  # type: ignore[union-attr]
+        assert results[7].body["customer"]["customer_name"] == "Ana"  # type: ignore[union-attr]
+        assert _count(db, Customer, them.account_id) == 1
+        # The donation without a category funds the account's first cause.
+        cause = db.run_sync(
+            lambda s: s.scalar(
+                select(Impact.cause).where(
+                    Impact.account_id == me.account_id, Impact.impact_type == "money_donated"
+                )
+            )
+        )
+        assert cause == "oceans"
+
+        # Totals, daily rows and records agree.
+        ledger = db.run_sync(lambda s: s.get(Ledger, (me.account_id, "production")))
+        assert ledger.user_tree_planted == 1 + 5 + 17
+        assert ledger.user_money_donated == 250
+        daily = db.run_sync(
+            lambda s: s.scalars(
+                select(DailyImpact).where(DailyImpact.account_id == me.account_id)
+            ).all()
+        )
+        assert sum(d.tree_planted for d in daily) == 23
+        assert _count(db, Impact, me.account_id) == 4
+        theirs_ledger = db.run_sync(lambda s: s.get(Ledger, (them.account_id, "production")))
+        assert theirs_ledger.customer_tree_planted == 24
+
+    def test_names_follow_the_order_of_the_batch(self, db: Any) -> None:
+        me = _caller(db, make_account(db))
+        first = Pending(me, _tree(1, customer_email="bo@example.com", customer_name="Bo"))
+        db.run_sync(lambda s: write_batch(s, [first], now=now_ms()), write=True)
+        items = [
+            Pending(me, _tree(1, customer_email="bo@example.com")),
+            Pending(me, _tree(1, customer_email="BO@example.com", customer_name="Robert")),
+            Pending(me, _tree(1, customer_email="bo@example.com")),
+        ]
+        results = db.run_sync(lambda s: write_batch(s, items, now=now_ms()), write=True)
+        names = [r.body["customer"].get("customer_name") for r in results]
+        assert names == ["Bo", "Robert", "Robert"]
+        stored = db.run_sync(
+            lambda s: s.scalar(select(Customer.name).where(Customer.account_id == me.account_id))
+        )
+        assert stored == "Robert"
+
+    def test_a_burst_runs_ahead_of_the_clock_without_reusing_a_millisecond(self, db: Any) -> None:
+        me = _caller(db, make_account(db))
+        now = now_ms()
+        results = db.run_sync(
+            lambda s: write_batch(s, [Pending(me, _tree(1)) for _ in range(50)], now=now),
+            write=True,
+        )
+        times = [parse_iso_ms(r.body["time_utc"]) for r in results]
+        assert times == list(range(now, now + 50))
+        # A later batch with an earlier clock still starts after the last one.
+        again = db.run_sync(lambda s: write_batch(s, [Pending(me, _tree(1))], now=now), write=True)
+        assert parse_iso_ms(again[0].body["time_utc"]) == now + 50
+
+
+def _burst(
+    app: Any, requests: list[tuple[str, dict[str, Any], dict[str, str]]]
+) -> list[httpx.Response]:
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            return await asyncio.gather(
+                *(http.post(path, json=body, headers=headers) for path, body, headers in requests)
+            )
+
+    return asyncio.run(go())
+
+
+class TestWriter:
+    def test_concurrent_requests_share_transactions(self, api: Api) -> None:
+        shops = [api.account() for _ in range(3)]
+        requests = [
+            ("/v1/plant_tree", {"amount": i + 1}, {"x-api-key": shops[i % 3].production_key})
+            for i in range(60)
+        ]
+        writer: Writer = api.client.app.state.writer  # type: ignore[attr-defined]
+        batches, items = writer.batches, writer.items
+        responses = _burst(api.client.app, requests)
+        assert [r.status_code for r in responses] == [200] * 60
+        assert writer.items - items == 60
+        assert writer.batches - batches < 60, "no two requests shared a batch"
+        for n, shop in enumerate(shops):
+            me = api.as_(shop)
+            records = me.walk("/v1/records", "user_records")
+            times = [r["time_utc"] for r in records]
+            assert len(set(times)) == 20
+            expected = sum(i + 1 for i in range(60) if i % 3 == n)
+            assert me.get("/v1/impact").json()["tree_planted"] == expected
+            assert sum(r["tree_planted"] for r in records) == expected
+
+    def test_one_key_twice_in_a_burst_replays_across_batches(self, api: Api) -> None:
+        me = api.as_(api.account())
+        headers = {"x-api-key": me.key, "Idempotency-Key": "order-1"}
+        responses = _burst(
+            api.client.app,
+            [("/v1/plant_tree", {"amount": 3}, headers)] * 5
+            + [("/v1/plant_tree", {"amount": 4}, headers)],
+        )
+        assert [r.status_code for r in responses[:5]] == [200] * 5
+        assert responses[5].status_code == 409
+        assert len({r.json()["time_utc"] for r in responses[:5]}) == 1
+        assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 4
+        assert me.get("/v1/impact").json()["tree_planted"] == 3
+
+    def test_revoked_key_fails_alone(self, api: Api) -> None:
+        good = api.as_(api.account())
+        gone = api.as_(api.account())
+        assert gone.post("/v1/plant_tree", {"amount": 1}).status_code == 200  # cached now
+        api.db.run_sync(
+            lambda s: s.execute(
+                ApiKey.__table__.update()
+                .where(ApiKey.prefix == gone.key[:16])
+                .values(revoked_ms=now_ms())
+            ),
+            write=True,
+        )
+        responses = _burst(
+            api.client.app,
+            [("/v1/plant_tree", {"amount": 2}, {"x-api-key": good.key})] * 4
+            + [("/v1/plant_tree", {"amount": 2}, {"x-api-key": gone.key})],
+        )
+        assert [r.status_code for r in responses] == [200, 200, 200, 200, 401]
+        assert responses[4].json()["type"] == "key_error"
+        assert good.get("/v1/impact").json()["tree_planted"] == 8
+
+
+class _Broken:
+    """A database whose transactions fail as a lost connection or a full disk do."""
+
+    is_sqlite = True
+
+    def session(self, **_: Any) -> Any:
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+
+@pytest.fixture
+def writer_app(database: TestDatabase) -> Iterator[TestClient]:
+    with TestClient(create_app(database.settings())) as client:
+        yield client
+
+
+class TestFailures:
+    def test_a_failing_item_fails_alone(self, writer_app: TestClient) -> None:
+        db = writer_app.app.state.db  # type: ignore[attr-defined]
+        me = _caller(db, make_account(db))
+        # An amount no database column takes: the batch fails, then each item
+        # is written alone and only this one fails.
+        items = [Pending(me, _tree(1)), Pending(me, _tree(2**70)), Pending(me, _tree(3))]
+        writer = Writer(db)
+
+        async def go() -> list[Any]:
+            writer.start()
+            try:
+                return await asyncio.gather(
+                    *(writer.submit(i) for i in items), return_exceptions=True
+                )
+            finally:
+                await writer.close()
+
+        results = asyncio.run(go())
+        assert isinstance(results[0], Outcome) and isinstance(results[2], Outcome)
+        assert isinstance(results[1], Exception) and not isinstance(results[1], Unavailable)
+        assert _count(db, Impact, me.account_id) == 2
+
+    def test_a_failed_batch_answers_503_and_a_retry_is_safe(self, writer_app: TestClient) -> None:
+        app: Any = writer_app.app
+        keys = make_account(app.state.db)
+        real = app.state.writer.db
+        app.state.writer.db = _Broken()
+        try:
+            failed = writer_app.post(
+                "/v1/plant_tree",
+                json={"amount": 6},
+                headers={"x-api-key": keys.production_key, "Idempotency-Key": "k-503"},
+            )
+        finally:
+            app.state.writer.db = real
+        assert failed.status_code == 503
+        assert failed.json()["type"] == "unavailable"
+        assert failed.headers["retry-after"] == "1"
+        me = _caller(real, keys)
+        assert _count(real, Impact, me.account_id) == 0
+        assert _count(real, IdempotencyRecord, me.account_id) == 0
+
+        retry = writer_app.post(
+            "/v1/plant_tree",
+            json={"amount": 6},
+            headers={"x-api-key": keys.production_key, "Idempotency-Key": "k-503"},
+        )
+        assert retry.status_code == 200 and "idempotent-replayed" not in retry.headers
+        assert _count(real, Impact, me.account_id) == 1
+
+    def test_a_key_stored_by_another_process_mid_batch_replays(
+        self, writer_app: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        db = writer_app.app.state.db  # type: ignore[attr-defined]
+        me = _caller(db, make_account(db))
+        req_hash = request_hash("/v1/plant_tree", {"amount": 8})
+        # Another worker commits the key between this batch's lookup and its
+        # insert: the first attempt's lookup misses it, the retry replays it.
+        theirs = db.run_sync(
+            lambda s: write_batch(s, [Pending(me, _tree(8), "k-race", req_hash)], now=now_ms()),
+            write=True,
+        )[0]
+        real_replay = batch._replay
+        calls = []
+
+        def blind_once(session: Any, items: Any, results: Any) -> None:
+            calls.append(1)
+            if len(calls) > 1:
+                real_replay(session, items, results)
+
+        monkeypatch.setattr(batch, "_replay", blind_once)
+        writer = Writer(db)
+        items = [Pending(me, _tree(8), "k-race", req_hash), Pending(me, _tree(1))]
+
+        async def go() -> list[Any]:
+            writer.start()
+            try:
+                return list(await asyncio.gather(*(writer.submit(i) for i in items)))
+            finally:
+                await writer.close()
+
+        mine, other = asyncio.run(go())
+        assert len(calls) == 2
+        assert mine.replayed and mine.body == theirs.body
+        assert not other.replayed
+        assert _count(db, Impact, me.account_id) == 2
+        stored = db.run_sync(
+            lambda s: s.scalar(
+                select(IdempotencyRecord.response_body).where(
+                    IdempotencyRecord.account_id == me.account_id
+                )
+            )
+        )
+        assert json.loads(stored) == theirs.body
