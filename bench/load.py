@@ -91,9 +91,16 @@ class Generator:
         return f"wrk -t{self.threads}" if self.wrk else "asyncio+httpx"
 
     def post(
-        self, base_url: str, api_key: str, prefix: str, seconds: float, rate: float = 0.0
+        self,
+        base_url: str,
+        api_key: str,
+        prefix: str,
+        seconds: float,
+        rate: float = 0.0,
+        connections: int | None = None,
     ) -> LoadResult:
-        """POST /v1/plant_tree for ``seconds``; paced at ``rate`` req/s when given."""
+        """POST /v1/plant_tree for ``seconds``; paced at ``rate`` req/s when given.
+        ``api_key`` may be ``@path``: a file of keys, one per line, used in turn."""
         if self.wrk:
             per_thread = rate / self.threads if rate else 0.0
             return self._wrk(
@@ -101,9 +108,19 @@ class Generator:
                 base_url + "/v1/plant_tree",
                 seconds,
                 [api_key, prefix, f"{per_thread:.3f}"],
+                connections=connections,
             )
+        if api_key.startswith("@"):
+            raise RuntimeError("many accounts at once needs wrk")
         return asyncio.run(
-            _async_load(base_url, api_key, seconds, self.connections, rate, post_prefix=prefix)
+            _async_load(
+                base_url,
+                api_key,
+                seconds,
+                connections or self.connections,
+                rate,
+                post_prefix=prefix,
+            )
         )
 
     def get(

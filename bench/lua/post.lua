@@ -1,6 +1,7 @@
 -- POST /v1/plant_tree with a distinct customer_email, metadata and
 -- Idempotency-Key on every request (an order webhook per checkout).
--- Arguments after "--": API key, run prefix, target rate per thread in
+-- Arguments after "--": API key (or @file: one key per line, used in turn, for
+-- many accounts writing at once), run prefix, target rate per thread in
 -- requests/second (0 = as fast as the server answers).
 package.path = string.match(debug.getinfo(1, "S").source, "^@(.*/)") .. "?.lua;" .. package.path
 require("common")
@@ -16,11 +17,18 @@ local function now_ms()
    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
 end
 
-local key, prefix, interval, next_slot
+local keys, prefix, interval, next_slot
 local counter = 0
 
 function init(args)
-   key = args[1]
+   keys = {}
+   if string.sub(args[1], 1, 1) == "@" then
+      for line in io.lines(string.sub(args[1], 2)) do
+         if line ~= "" then keys[#keys + 1] = line end
+      end
+   else
+      keys[1] = args[1]
+   end
    prefix = args[2] .. "-" .. (id or 1)
    local rate = tonumber(args[3] or "0")
    if rate > 0 then
@@ -49,7 +57,7 @@ function request()
       .. '"metadata":{"order_id":"' .. n .. '","channel":"checkout"}}'
    return wrk.format("POST", "/v1/plant_tree", {
       ["Content-Type"] = "application/json",
-      ["x-api-key"] = key,
+      ["x-api-key"] = keys[counter % #keys + 1],
       ["Idempotency-Key"] = n,
    }, body)
 end

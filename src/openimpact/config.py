@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=32,
-        description="Batches a worker process writes at once (0: 1 on SQLite, 4 on PostgreSQL)",
+        description="Batches a worker process writes at once (0: 1 on SQLite, 2 on PostgreSQL)",
     )
     smtp_url: str | None = Field(
         default=None, description="smtp://user:pass@host:port for customer notifications"

@@ -27,6 +27,7 @@ import anyio.to_thread
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Connection,
     CursorResult,
     Engine,
     Integer,
@@ -196,9 +197,13 @@ class Database:
         path = self.engine.url.database if self.is_sqlite else None
         self._checkpointer = _Checkpointer(path) if path and path != ":memory:" else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(openimpact_write=True), expire_on_commit=False
-        )
+        self._write_engine = self.engine.execution_options(openimpact_write=True)
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    def connect(self, *, write: bool = False) -> Connection:
+        """A connection of its own (the impact writer keeps a few)."""
+        engine = self._write_engine if write else self.engine
+        return engine.connect()
 
     def session(self, *, write: bool = False) -> Session:
         return (self._write if write else self._read)()

@@ -249,8 +249,8 @@ class _Broken:
 
     is_sqlite = True
 
-    def session(self, **_: Any) -> Any:
-        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+    def connect(self, **_: Any) -> Any:
+        raise OperationalError("BEGIN", {}, Exception("disk I/O error"))
 
 
 @pytest.fixture
@@ -286,6 +286,7 @@ class TestFailures:
         app: Any = writer_app.app
         keys = make_account(app.state.db)
         real = app.state.writer.db
+        app.state.writer._idle.clear()  # the next batch asks for a connection
         app.state.writer.db = _Broken()
         try:
             failed = writer_app.post(
@@ -354,3 +355,37 @@ class TestFailures:
             )
         )
         assert json.loads(stored) == theirs.body
+
+
+def test_a_dropped_connection_answers_503_once_then_recovers(
+    postgresql_database: TestDatabase,
+) -> None:
+    """PostgreSQL ends the writer's connection (a restart, a failover, an
+    operator's pg_terminate_backend): the batch on it answers 503, and the next
+    one gets a fresh connection, with no restart of the server."""
+    from sqlalchemy import text
+
+    with TestClient(create_app(postgresql_database.settings())) as client:
+        app: Any = client.app
+        keys = make_account(app.state.db)
+        headers = {"x-api-key": keys.production_key}
+        assert client.post("/v1/plant_tree", json={"amount": 1}, headers=headers).status_code == 200
+        (conn,) = app.state.writer._idle
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        conn.rollback()
+        app.state.db.run_sync(
+            lambda s: s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}),
+            write=True,
+        )
+        dropped = client.post(
+            "/v1/plant_tree", json={"amount": 2}, headers={**headers, "Idempotency-Key": "k-drop"}
+        )
+        assert dropped.status_code == 503, dropped.text
+        assert dropped.json()["type"] == "unavailable"
+        again = client.post(
+            "/v1/plant_tree", json={"amount": 2}, headers={**headers, "Idempotency-Key": "k-drop"}
+        )
+        assert again.status_code == 200
+        assert "idempotent-replayed" not in again.headers
+        total = client.get("/v1/impact", headers=headers).json()["tree_planted"]
+        assert total == 3

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+import orjson
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -62,6 +63,78 @@ LEDGER_COLUMNS: tuple[str, ...] = tuple(
     f"{who}_{kind}" for who in ("user", "customer") for kind in RECORD_KEYS
 )
 
+# Every statement is built once, with bind parameters (expanding ones for the
+# lists): building a statement and its cache key again on every call costs
+# more than running it on SQLite (issue 4).
+_VALID_KEYS = select(_keys.c.key_hash).where(
+    _keys.c.key_hash.in_(bindparam("p_hashes", expanding=True)), _keys.c.revoked_ms.is_(None)
+)
+# Lookups by (account, environment, key): PostgreSQL seeks the unique index
+# once per row of a row-value IN list; SQLite scans the whole table for one
+# (its planner seeks only single-column IN lists), so there the list goes in
+# as JSON and json_each drives one index seek per entry.
+_STORED_ANSWERS_SQLITE = text(
+    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
+    "FROM json_each(:p_slots) AS j CROSS JOIN idempotency_keys AS i "
+    "WHERE i.account_id = json_extract(j.value, '$[0]') "
+    "AND i.env = json_extract(j.value, '$[1]') AND i.key = json_extract(j.value, '$[2]')"
+)
+_FIND_CUSTOMERS_SQLITE = text(
+    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
+    "FROM json_each(:p_slots) AS j CROSS JOIN customers AS c "
+    "WHERE c.account_id = json_extract(j.value, '$[0]') "
+    "AND c.env = json_extract(j.value, '$[1]') AND c.email_key = json_extract(j.value, '$[2]')"
+)
+
+
+# On PostgreSQL a list goes in as one JSON text, unpacked by json_to_recordset:
+# the statement's text is the same whatever the batch's size, so psycopg
+# prepares it once and the server plans it once (a row-value IN list of a new
+# length is planned anew), and orjson writes it faster than psycopg adapts
+# arrays.
+def _recordset(param: str, alias: str, columns: tuple[tuple[str, str], ...]) -> str:
+    fields = ", ".join(f"{c} {t}" for c, t in columns)
+    return f"json_to_recordset(CAST(:{param} AS json)) AS {alias}({fields})"
+
+
+_SLOT_COLUMNS = (("a", "bigint"), ("e", "varchar"), ("k", "varchar"))
+# LATERAL with LIMIT 1 (each triple is unique): one index seek per entry,
+# whatever the planner guesses of the list's length (json_to_recordset is
+# estimated at 100 rows, for which a hash join over the whole table looks
+# cheaper, and a plain join or LATERAL is flattened into one).
+_STORED_ANSWERS_PG = text(
+    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
+    f"FROM {_recordset('p_slots', 'j', _SLOT_COLUMNS)} CROSS JOIN LATERAL ("
+    "SELECT * FROM idempotency_keys WHERE account_id = j.a AND env = j.e AND key = j.k LIMIT 1"
+    ") AS i"
+)
+_CAUSES = select(_accounts.c.id, _accounts.c.causes).where(
+    _accounts.c.id.in_(bindparam("p_accounts", expanding=True))
+)
+_FIND_CUSTOMERS_PG = text(
+    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
+    f"FROM {_recordset('p_slots', 'j', _SLOT_COLUMNS)} CROSS JOIN LATERAL ("
+    "SELECT * FROM customers WHERE account_id = j.a AND env = j.e AND email_key = j.k LIMIT 1"
+    ") AS c"
+)
+_CUSTOMER_COLUMNS = (
+    ("customer_id", "varchar"),
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("email", "varchar"),
+    ("email_key", "varchar"),
+    ("name", "varchar"),
+    ("onboarded_ms", "bigint"),
+)
+_INSERT_CUSTOMERS_PG = text(
+    f"INSERT INTO customers ({', '.join(c for c, _ in _CUSTOMER_COLUMNS)}) "
+    f"SELECT * FROM {_recordset('p_rows', 'r', _CUSTOMER_COLUMNS)} "
+    "RETURNING customer_id, id"
+)
+_VALID_KEYS_PG = text(
+    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(CAST(:p_hashes AS text[])) "
+    "AND revoked_ms IS NULL"
+)
 _INSERT_IMPACTS = insert(_impacts)
 _INSERT_OUTBOX = insert(_outbox)
 _INSERT_IDEMPOTENCY = insert(_idem)
@@ -252,18 +325,118 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
         results[i] = outcome
 
     conn = session.connection()
-    conn.execute(_INSERT_IMPACTS, impact_rows)
-    add_daily(session, daily)
-    if outbox_rows:
-        conn.execute(_INSERT_OUTBOX, outbox_rows)
-    if idem_rows:
-        # No savepoint: a conflict voids the whole batch, which the caller
-        # rolls back and runs again (its lookup then replays the stored answer).
-        try:
-            conn.execute(_INSERT_IDEMPOTENCY, idem_rows)
-        except IntegrityError:
+    # No savepoint: an Idempotency-Key conflict voids the whole batch, which
+    # the caller rolls back and runs again (its lookup then replays).
+    try:
+        if conn.dialect.name == "postgresql":
+            _insert_rows_pg(session, impact_rows, daily, outbox_rows, idem_rows)
+        else:
+            conn.execute(_INSERT_IMPACTS, impact_rows)
+            add_daily(session, daily)
+            if outbox_rows:
+                conn.execute(_INSERT_OUTBOX, outbox_rows)
+            if idem_rows:
+                conn.execute(_INSERT_IDEMPOTENCY, idem_rows)
+    except IntegrityError as exc:
+        if _IDEMPOTENCY_UNIQUE in str(exc.orig):
             raise IdempotencyRace() from None
+        raise
     return _done(results)
+
+
+_IDEMPOTENCY_UNIQUE = "idempotency_keys"
+_IMPACT_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("time_ms", "bigint"),
+    ("impact_type", "varchar"),
+    ("amount", "bigint"),
+    ("category", "varchar"),
+    ("cause", "varchar"),
+    ("customer_pk", "bigint"),
+    ("is_customer", "boolean"),
+    ("metadata", "json"),
+    ("notify", "boolean"),
+    ("is_bonus", "boolean"),
+    ("certificate_id", "varchar"),
+    ("stage", "varchar"),
+)
+_OUTBOX_COLUMNS = (
+    ("kind", "varchar"),
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("payload", "json"),
+    ("created_ms", "bigint"),
+    ("next_attempt_ms", "bigint"),
+    ("attempts", "integer"),
+)
+_IDEMPOTENCY_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("key", "varchar"),
+    ("request_hash", "varchar"),
+    ("status_code", "integer"),
+    ("response_body", "text"),
+    ("created_ms", "bigint"),
+)
+_DAILY_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("day", "varchar"),
+    *((k, "bigint") for k in RECORD_KEYS),
+)
+
+
+def _insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str], ...]) -> str:
+    names = ", ".join(c for c, _ in columns)
+    return f"INSERT INTO {table_name} ({names}) SELECT * FROM {_recordset(param, 'r', columns)}"
+
+
+# Impacts, the daily series, outbox messages and Idempotency-Keys in one
+# statement (data-modifying CTEs) of fixed text: one round trip per batch.
+_INSERT_ROWS_PG = text(
+    "WITH i AS ("
+    + _insert_from_json("impacts", "p_impacts", _IMPACT_COLUMNS)
+    + "), d AS ("
+    + _insert_from_json("daily_impacts", "p_daily", _DAILY_COLUMNS)
+    + " ON CONFLICT (account_id, env, day) DO UPDATE SET "
+    + ", ".join(f"{k} = daily_impacts.{k} + excluded.{k}" for k in RECORD_KEYS)
+    + "), o AS ("
+    + _insert_from_json("outbox", "p_outbox", _OUTBOX_COLUMNS)
+    + "), k AS ("
+    + _insert_from_json("idempotency_keys", "p_keys", _IDEMPOTENCY_COLUMNS)
+    + ") SELECT 1"
+)
+
+
+def _insert_rows_pg(
+    session: Session,
+    impact_rows: list[dict[str, Any]],
+    daily: dict[tuple[int, str, str], dict[str, int]],
+    outbox_rows: list[dict[str, Any]],
+    idem_rows: list[dict[str, Any]],
+) -> None:
+    daily_rows = [
+        {"account_id": a, "env": e, "day": d, **amounts}
+        for (a, e, d), amounts in sorted(daily.items())
+    ]
+    params = {
+        "p_impacts": orjson.dumps(impact_rows).decode(),
+        "p_daily": orjson.dumps(daily_rows).decode(),
+        "p_outbox": orjson.dumps(outbox_rows).decode(),
+        "p_keys": orjson.dumps(idem_rows).decode(),
+    }
+    session.connection().execute(_INSERT_ROWS_PG, params)
+
+
+def _by_slots(session: Session, postgres: Any, sqlite_: Any, slots: Any) -> Any:
+    """Rows matching (account_id, env, key) triples, one index seek each."""
+    conn = session.connection()
+    ordered = sorted(slots)
+    if conn.dialect.name == "sqlite":
+        return conn.execute(sqlite_, {"p_slots": json.dumps(ordered)})
+    rows = [{"a": a, "e": e, "k": k} for a, e, k in ordered]
+    return conn.execute(postgres, {"p_slots": orjson.dumps(rows).decode()})
 
 
 def _done(results: list[Result | None]) -> list[Result]:
@@ -275,15 +448,9 @@ def _confirm_keys(session: Session, items: Sequence[Pending], results: list[Resu
     hashes = {item.caller.key_hash for item in items if item.confirm_key}
     if not hashes:
         return
-    valid = set(
-        session.connection()
-        .execute(
-            select(_keys.c.key_hash).where(
-                _keys.c.key_hash.in_(sorted(hashes)), _keys.c.revoked_ms.is_(None)
-            )
-        )
-        .scalars()
-    )
+    conn = session.connection()
+    stmt = _VALID_KEYS_PG if conn.dialect.name == "postgresql" else _VALID_KEYS
+    valid = set(conn.execute(stmt, {"p_hashes": sorted(hashes)}).scalars())
     for i, item in enumerate(items):
         if item.confirm_key and item.caller.key_hash not in valid:
             results[i] = KeyError_(UNKNOWN_KEY)
@@ -297,16 +464,7 @@ def _replay(session: Session, items: Sequence[Pending], results: list[Result | N
         return
     stored = {
         (row[0], row[1], row[2]): row[3:]
-        for row in session.connection().execute(
-            select(
-                _idem.c.account_id,
-                _idem.c.env,
-                _idem.c.key,
-                _idem.c.request_hash,
-                _idem.c.status_code,
-                _idem.c.response_body,
-            ).where(tuple_(_idem.c.account_id, _idem.c.env, _idem.c.key).in_(sorted(slots)))
-        )
+        for row in _by_slots(session, _STORED_ANSWERS_PG, _STORED_ANSWERS_SQLITE, slots)
     }
     for i, item in enumerate(items):
         slot = item.idempotency_slot
@@ -336,9 +494,7 @@ def _check_causes(
         return {}
     wanted = sorted({items[i].caller.account_id for i in donations})
     causes: dict[int, list[str]] = {account_id: ["trees"] for account_id in wanted}
-    for account_id, configured in session.connection().execute(
-        select(_accounts.c.id, _accounts.c.causes).where(_accounts.c.id.in_(wanted))
-    ):
+    for account_id, configured in session.connection().execute(_CAUSES, {"p_accounts": wanted}):
         causes[account_id] = configured or ["trees"]
     for i in donations:
         requested = items[i].new.category
@@ -351,67 +507,76 @@ def _check_causes(
     return causes
 
 
+_LEDGER_SET = ", ".join(
+    [
+        "last_ms = CASE WHEN ledgers.last_ms >= v.now THEN ledgers.last_ms + v.n "
+        "ELSE v.now + v.n - 1 END"
+    ]
+    + [f"{c} = ledgers.{c} + v.{c}" for c in LEDGER_COLUMNS]
+)
+_LEDGER_RETURNING = "RETURNING ledgers.account_id, ledgers.env, ledgers.last_ms"
+_LEDGER_FIELDS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("n", "bigint"),
+    ("now", "bigint"),
+    *((c, "bigint") for c in LEDGER_COLUMNS),
+)
+# One UPDATE of every ledger row of a batch, returning each row's new
+# ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
+# ``last - n + 1 … last`` strictly increasing after the row's previous ones, and
+# equal to the wall clock unless a burst runs ahead of it.
+_LEDGER_PG = text(
+    f"UPDATE ledgers SET {_LEDGER_SET} FROM {_recordset('p_rows', 'v', _LEDGER_FIELDS)} "
+    f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {_LEDGER_RETURNING}"
+)
+_LOCK_LEDGERS_PG = text(
+    "SELECT l.account_id FROM ledgers AS l "
+    f"JOIN {_recordset('p_rows', 'v', _LEDGER_FIELDS[:2])} "
+    "ON l.account_id = v.account_id AND l.env = v.env "
+    "ORDER BY l.account_id, l.env FOR UPDATE OF l"
+)
+
+
 @cache
-def _ledger_sql(groups: int, postgres: bool) -> Any:
-    """One UPDATE of every ledger row of a batch, returning each row's new
-    ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
-    ``last - n + 1 … last`` strictly increasing after the row's previous ones,
-    and equal to the wall clock unless a burst runs ahead of it."""
-    big = (lambda p: f"CAST(:{p} AS BIGINT)") if postgres else (lambda p: f":{p}")
-    names = ["account_id", "env", "n", "now", *LEDGER_COLUMNS]
+def _ledger_sqlite(groups: int) -> Any:
+    names = ", ".join(name for name, _ in _LEDGER_FIELDS)
     rows = ", ".join(
-        "("
-        + ", ".join(
-            [big(f"a{g}"), f":e{g}", big(f"n{g}"), big(f"t{g}")]
-            + [big(f"d{g}_{c}") for c in range(len(LEDGER_COLUMNS))]
-        )
-        + ")"
-        for g in range(groups)
-    )
-    sets = ", ".join(
-        [
-            "last_ms = CASE WHEN ledgers.last_ms >= v.now THEN ledgers.last_ms + v.n "
-            "ELSE v.now + v.n - 1 END"
-        ]
-        + [f"{c} = ledgers.{c} + v.{c}" for c in LEDGER_COLUMNS]
+        "(" + ", ".join(f":{name}{g}" for name, _ in _LEDGER_FIELDS) + ")" for g in range(groups)
     )
     return text(
-        f"WITH v({', '.join(names)}) AS (VALUES {rows}) "
-        f"UPDATE ledgers SET {sets} FROM v "
-        "WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env "
-        "RETURNING ledgers.account_id, ledgers.env, ledgers.last_ms"
+        f"WITH v({names}) AS (VALUES {rows}) UPDATE ledgers SET {_LEDGER_SET} FROM v "
+        f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {_LEDGER_RETURNING}"
     )
 
 
 def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int]:
     """Update the ledger rows (totals and clock); each item's ``time_ms``."""
     conn = session.connection()
-    postgres = conn.dialect.name == "postgresql"
     groups.sort(key=lambda g: (g.account_id, g.env))
-    if postgres and len(groups) > 1:
-        # Lock the rows in one order, as every batch does, so that two
-        # processes writing for the same accounts never deadlock.
-        conn.execute(
-            select(_ledger.c.account_id)
-            .where(
-                tuple_(_ledger.c.account_id, _ledger.c.env).in_(
-                    [(g.account_id, g.env) for g in groups]
-                )
-            )
-            .order_by(_ledger.c.account_id, _ledger.c.env)
-            .with_for_update()
-        ).all()
-    params: dict[str, Any] = {}
-    for g, group in enumerate(groups):
-        params[f"a{g}"] = group.account_id
-        params[f"e{g}"] = group.env
-        params[f"n{g}"] = len(group.indexes)
-        params[f"t{g}"] = now
-        for c, column in enumerate(LEDGER_COLUMNS):
-            params[f"d{g}_{c}"] = group.deltas[column]
-    last = {
-        (row[0], row[1]): row[2] for row in conn.execute(_ledger_sql(len(groups), postgres), params)
-    }
+    rows = [
+        {
+            "account_id": group.account_id,
+            "env": group.env,
+            "n": len(group.indexes),
+            "now": now,
+            **group.deltas,
+        }
+        for group in groups
+    ]
+    if conn.dialect.name == "postgresql":
+        payload = orjson.dumps(rows).decode()
+        if len(groups) > 1:
+            # Lock the rows in one order, as every batch does, so that two
+            # processes writing for the same accounts never deadlock.
+            conn.execute(_LOCK_LEDGERS_PG, {"p_rows": payload}).all()
+        updated = conn.execute(_LEDGER_PG, {"p_rows": payload})
+    else:
+        params = {
+            f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in _LEDGER_FIELDS
+        }
+        updated = conn.execute(_ledger_sqlite(len(groups)), params)
+    last = {(row[0], row[1]): row[2] for row in updated}
     times: dict[int, int] = {}
     for group in groups:
         end = last.get((group.account_id, group.env))
@@ -441,21 +606,7 @@ def _onboard(
         return {}
     conn = session.connection()
     found: dict[tuple[int, str, str], _Customer] = {}
-    for row in conn.execute(
-        select(
-            _customers.c.account_id,
-            _customers.c.env,
-            _customers.c.email_key,
-            _customers.c.id,
-            _customers.c.customer_id,
-            _customers.c.email,
-            _customers.c.name,
-        ).where(
-            tuple_(_customers.c.account_id, _customers.c.env, _customers.c.email_key).in_(
-                sorted(wanted)
-            )
-        )
-    ):
+    for row in _by_slots(session, _FIND_CUSTOMERS_PG, _FIND_CUSTOMERS_SQLITE, wanted):
         found[(row[0], row[1], row[2])] = _Customer(row[3], row[4], row[5], row[6], row[6], False)
 
     answers: dict[int, dict[str, Any]] = {}
@@ -495,8 +646,14 @@ def _onboard(
             }
             for s in new_slots
         ]
-        for slot, row in zip(new_slots, conn.execute(_INSERT_CUSTOMERS, rows), strict=True):
-            found[slot].pk = row[0]
+        if conn.dialect.name == "postgresql":
+            inserted = conn.execute(_INSERT_CUSTOMERS_PG, {"p_rows": orjson.dumps(rows).decode()})
+            pks = {customer_id: pk for customer_id, pk in inserted}
+            for slot in new_slots:
+                found[slot].pk = pks[found[slot].customer_id]
+        else:
+            for slot, row in zip(new_slots, conn.execute(_INSERT_CUSTOMERS, rows), strict=True):
+                found[slot].pk = row[0]
     renamed = [c for c in found.values() if not c.new and c.name != c.first_name]
     if renamed:
         conn.execute(_RENAME_CUSTOMER, [{"p_pk": c.pk, "p_name": c.name} for c in renamed])
@@ -516,19 +673,23 @@ def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, A
     return out
 
 
+@cache
+def _daily_upsert(dialect_name: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(_daily)
+    return stmt.on_conflict_do_update(
+        index_elements=[_daily.c.account_id, _daily.c.env, _daily.c.day],
+        set_={k: _daily.c[k] + stmt.excluded[k] for k in RECORD_KEYS},
+    )
+
+
 def add_daily(session: Session, rows: dict[tuple[int, str, str], dict[str, int]]) -> None:
     """Add amounts to the daily series, one upsert per (account, env, day)."""
     if not rows:
         return
     conn = session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(_daily)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_daily.c.account_id, _daily.c.env, _daily.c.day],
-        set_={k: _daily.c[k] + stmt.excluded[k] for k in RECORD_KEYS},
-    )
     conn.execute(
-        stmt,
+        _daily_upsert(conn.dialect.name),
         [
             {"account_id": a, "env": e, "day": d, **amounts}
             for (a, e, d), amounts in sorted(rows.items())

@@ -34,10 +34,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
 
 import anyio.to_thread
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError, Unavailable
@@ -71,13 +72,15 @@ class Writer:
         self.db = db
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self.in_flight = in_flight or (1 if db.is_sqlite else 4)
+        self.in_flight = in_flight or (1 if db.is_sqlite else 2)
+
         self._queue: deque[tuple[Pending, asyncio.Future[Result | _Failed]]] = deque()
         self._ready = asyncio.Event()
         self._slots = asyncio.Semaphore(self.in_flight)
         self._writing: set[asyncio.Task[None]] = set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._idle: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # Figures for tests and the bench: batches written and items in them.
         self.batches = 0
@@ -95,6 +98,8 @@ class Writer:
             await self._task
         if self._writing:
             await asyncio.gather(*self._writing, return_exceptions=True)
+        while self._idle:
+            self._idle.pop().close()
 
     async def submit(self, item: Pending) -> Outcome:
         """Write one impact with whatever else is pending; its answer, or its
@@ -157,11 +162,14 @@ class Writer:
         try:
             items = [item for item, _ in batch]
             try:
-                results = await anyio.to_thread.run_sync(self._execute, items)
-            except BaseException as exc:  # the thread could not run: fail the batch, not the loop
+                results = await self._execute(items)
+            except Exception as exc:  # fail the batch, not the writer
                 results = [_Failed(exc)] * len(batch)
-                if not isinstance(exc, Exception):
-                    raise
+            except BaseException:  # cancelled: nobody may wait forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(Unavailable(_UNAVAILABLE, headers={"Retry-After": "1"}))
+                raise
             self.batches += 1
             self.items += len(batch)
             for (_, future), result in zip(batch, results, strict=True):
@@ -171,11 +179,15 @@ class Writer:
             self._slots.release()
             self._ready.set()
 
-    def _execute(self, items: list[Pending]) -> list[Result | _Failed]:
+    async def _execute(self, items: list[Pending]) -> list[Result | _Failed]:
         for _ in range(_RACE_RETRIES):
             try:
-                with self.db.session(write=True) as session, session.begin():
-                    return list(write_batch(session, items, now=now_ms()))
+                if self.db.is_sqlite:
+                    # Inline: each statement takes microseconds, and a thread
+                    # would contend with the event loop for the GIL; the
+                    # requests of the next batch wait in the socket buffers.
+                    return self._attempt(items)
+                return await anyio.to_thread.run_sync(self._attempt, items)
             except IdempotencyRace:
                 continue
             except OperationalError as exc:
@@ -185,16 +197,41 @@ class Writer:
                 if exc.connection_invalidated:
                     log.warning("impact batch of %d lost its connection: %s", len(items), exc)
                     return [Unavailable(_UNAVAILABLE, headers={"Retry-After": "1"})] * len(items)
-                return self._one_by_one(items, exc)
+                return await self._one_by_one(items, exc)
             except Exception as exc:
-                return self._one_by_one(items, exc)
+                return await self._one_by_one(items, exc)
         return [Unavailable(_UNAVAILABLE, headers={"Retry-After": "1"})] * len(items)
 
-    def _one_by_one(self, items: list[Pending], exc: BaseException) -> list[Result | _Failed]:
+    def _attempt(self, items: list[Pending]) -> list[Result | _Failed]:
+        """The whole transaction (on PostgreSQL, on a worker thread), on one of
+        the writer's own connections: kept from batch to batch, they skip the
+        pool's liveness ping, a round trip per batch. A connection the
+        database dropped raises here (the batch answers 503) and is replaced
+        by a fresh one for the next batch."""
+        conn = self._idle.pop() if self._idle else self.db.connect(write=True)
+        keep = False
+        try:
+            with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
+                results: list[Result | _Failed] = list(write_batch(session, items, now=now_ms()))
+            keep = True
+            return results
+        except DBAPIError as exc:
+            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
+            raise
+        except Exception:
+            keep = True  # rolled back; the connection is fine
+            raise
+        finally:
+            if keep and not conn.invalidated:
+                self._idle.append(conn)
+            else:
+                conn.close()
+
+    async def _one_by_one(self, items: list[Pending], exc: BaseException) -> list[Result | _Failed]:
         if len(items) == 1:
             log.error("impact write failed", exc_info=exc)
             return [_Failed(exc)]
-        out: list[Any] = []
+        out: list[Result | _Failed] = []
         for item in items:
-            out.extend(self._execute([item]))
+            out.extend(await self._execute([item]))
         return out
