@@ -36,6 +36,7 @@ from openimpact.projects.router import router as projects_router
 from openimpact.public.router import router as public_router
 from openimpact.ratelimit import make_limiter
 from openimpact.redact import redact_logs
+from openimpact.schedules.router import router as schedules_router
 from openimpact.stats.router import router as stats_router
 from openimpact.worker import run_in_background
 
@@ -244,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # of the rest, since widgets on other sites make these frequent.
         public_router,
         customers_router,
+        schedules_router,
         projects_router,
         lifecycle_router,
         certificates_router,

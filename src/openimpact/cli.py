@@ -16,6 +16,7 @@ from openimpact.errors import OpenImpactError
 from openimpact.lifecycle.commands import add_account_projects_parser, add_lifecycle_parsers
 from openimpact.migrate import prepare_database
 from openimpact.public.commands import add_account_public_parsers
+from openimpact.schedules.commands import add_schedules_parsers
 from openimpact.users.commands import add_users_parsers
 
 
@@ -274,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lifecycle_parsers(sub)
     add_users_parsers(sub)
+    add_schedules_parsers(sub)
     worker = sub.add_parser(
         "worker", help="run the background worker (sandbox simulation, emails, cleanup)"
     )

@@ -121,7 +121,8 @@ def describe_validation_errors(errors: list[Any]) -> str:
 def _where_from_type(err: dict[str, Any]) -> str:
     if err.get("type") in ("json_invalid", "json_type"):
         return "body"
-    return "body" if err.get("loc", ("",))[0] == "body" else ""
+    loc = err.get("loc") or ("",)
+    return "body" if loc[0] == "body" else ""
 
 
 # Pages (the dashboard) answer errors as pages: a renderer installed in

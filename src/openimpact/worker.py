@@ -149,6 +149,13 @@ def _final(message: outbox.Claimed) -> outbox.Claimed:
     return outbox.Claimed(message.id, outbox.MAX_ATTEMPTS, message.payload, message.business_name)
 
 
+def run_schedules(db: Database) -> int:
+    """Each due period of every schedule, exactly once (schedules/service.py)."""
+    from openimpact.schedules.service import run_due
+
+    return run_due(db).created
+
+
 def run_once(
     db: Database, settings: Settings, smtp_factory: SmtpFactory | None = None
 ) -> dict[str, Any]:
@@ -156,6 +163,7 @@ def run_once(
     report: dict[str, Any] = {}
     jobs: dict[str, Callable[[], Any]] = {
         "sandbox_changes": lambda: advance_sandbox(db, settings),
+        "scheduled_impacts": lambda: run_schedules(db),
         "emails": lambda: deliver_emails(db, settings, smtp_factory=smtp_factory),
         "idempotency_keys_deleted": lambda: purge_idempotency_keys(db, settings),
     }

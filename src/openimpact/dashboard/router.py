@@ -897,3 +897,86 @@ async def change_password(
         return await _team(request, member, errors={field: text[:1].upper() + text[1:]})
     # Every session ended with the change; this browser gets a fresh one.
     return await _start_session(request, member.user_pk, "/dashboard/team?password_changed=1")
+
+
+# Schedules ---------------------------------------------------------------------------------------
+
+_SCHEDULE_FIELDS = (
+    "impact_type",
+    "amount",
+    "day_of_month",
+    "starts_on",
+    "ends_on",
+    "category",
+    "customer_email",
+    "customer_name",
+)
+
+
+async def _schedules(request: Request, member: Member, **context: Any) -> Response:
+    rows = await request.app.state.db.run(views.schedules, member, request.app.state.cursor_codec)
+    return render(
+        request,
+        "schedules.html",
+        {
+            "nav": "schedules",
+            "schedules": rows,
+            "errors": context.pop("errors", {}),
+            "form": context.pop("form", {}),
+            "types": views.TYPE_LABELS,
+            "units": views.TYPE_UNITS,
+            **context,
+        },
+    )
+
+
+@router.get("/schedules")
+async def schedules(request: Request, member: MemberDep) -> Response:
+    return await _schedules(request, member)
+
+
+@router.post("/schedules")
+async def create_schedule(request: Request, member: OwnerDep) -> Response:
+    form = await request.form()
+    raw = {name: str(form.get(name) or "").strip()[:300] for name in _SCHEDULE_FIELDS}
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if v}
+    errors: dict[str, str] = {}
+    for name in ("amount", "day_of_month"):
+        if name in fields:
+            try:
+                fields[name] = int(fields[name].replace(",", ""))
+            except ValueError:
+                errors[name] = "Enter a whole number"
+    for name in ("amount", "day_of_month", "starts_on", "impact_type"):
+        if name not in fields and name not in errors:
+            errors[name] = "Required"
+    if not errors:
+        try:
+            made = await request.app.state.db.run(views.create_schedule, member, fields, write=True)
+        except ValidationFailed as exc:
+            for part in exc.message.split("; "):
+                field, _, text = part.partition(": ")
+                errors[field if field in _SCHEDULE_FIELDS else "form"] = (
+                    text[:1].upper() + text[1:] if text else part
+                )
+        else:
+            return _redirect(request, "/dashboard/schedules?created=" + made["id"])
+    return await _schedules(request, member, errors=errors, form=raw)
+
+
+@router.post("/schedules/{schedule_id}/{action}")
+async def change_schedule(
+    request: Request, member: OwnerDep, schedule_id: str, action: str
+) -> Response:
+    statuses = {"pause": "paused", "resume": "active"}
+    if action not in (*statuses, "delete"):
+        raise NotFound("no such action")
+    await request.app.state.db.run(
+        views.change_schedule,
+        member,
+        schedule_id[:32],
+        statuses.get(action),
+        action == "delete",
+        write=True,
+    )
+    return _redirect(request, f"/dashboard/schedules?{action}d=" + quote(schedule_id[:32]))

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from openimpact.accounts import service as accounts
@@ -24,7 +25,7 @@ from openimpact.certificates.render import describe_impact, share_links
 from openimpact.customers import service as customers
 from openimpact.customers.models import Customer
 from openimpact.dashboard.security import caller_of
-from openimpact.errors import NotFound
+from openimpact.errors import NotFound, ValidationFailed, describe_validation_errors
 from openimpact.impacts import service as impacts
 from openimpact.impacts.models import STAGES, Impact
 from openimpact.impacts.queries import ImpactQuery, ImpactRow, impact_page, list_impacts
@@ -34,6 +35,8 @@ from openimpact.lifecycle.service import STAGE_LABELS, parse_tracking_id
 from openimpact.pagination import CursorCodec
 from openimpact.projects.models import Partner, Project
 from openimpact.public import service as public
+from openimpact.schedules import service as schedule_service
+from openimpact.schedules.schemas import ScheduleCreate, SchedulePatch
 from openimpact.stats import service as stats
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
@@ -470,3 +473,39 @@ def customer_page_link(
     if rotate:
         return public.rotate_customer_page_link(session, member.account_id, customer_id, base_url)
     return public.customer_page_link(session, member.account_id, customer_id, base_url)
+
+
+# Schedules ---------------------------------------------------------------------------------------
+
+
+def schedules(session: Session, member: Member, codec: Any) -> list[dict[str, Any]]:
+    """Every schedule of the environment, through the API's own listing."""
+    caller = caller_of(member)
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = schedule_service.list_schedules(session, caller, 100, cursor, codec)
+        rows.extend(page)
+        if cursor is None:
+            return rows
+
+
+def create_schedule(session: Session, member: Member, fields: dict[str, Any]) -> dict[str, Any]:
+    """The form's fields through the API's schema and service: a ValidationFailed
+    names the field ("amount: ...")."""
+    try:
+        body = ScheduleCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation_errors(list(exc.errors()))) from None
+    return schedule_service.create_schedule(session, caller_of(member), body)
+
+
+def change_schedule(
+    session: Session, member: Member, schedule_id: str, status: str | None, delete: bool = False
+) -> None:
+    caller = caller_of(member)
+    if delete:
+        schedule_service.delete_schedule(session, caller, schedule_id)
+        return
+    patch = SchedulePatch.model_validate({"status": status})
+    schedule_service.update_schedule(session, caller, schedule_id, patch)

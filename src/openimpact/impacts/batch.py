@@ -166,6 +166,10 @@ class NewImpact:
     customer_name: str | None
     notify: bool | None
     metadata: dict[str, str] | None
+    # Where it came from, when not a request (issue 11).
+    is_bonus: bool = False
+    schedule_id: str | None = None
+    period: str | None = None
 
 
 @dataclass(slots=True)
@@ -278,7 +282,9 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
                 "is_customer": on_behalf,
                 "metadata": new.metadata or None,
                 "notify": notify,
-                "is_bonus": False,
+                "is_bonus": new.is_bonus,
+                "schedule_id": new.schedule_id,
+                "period": new.period,
                 "certificate_id": new_certificate_id() if production else None,
                 "stage": "initiated",
             }
@@ -358,6 +364,8 @@ _IMPACT_COLUMNS = (
     ("metadata", "json"),
     ("notify", "boolean"),
     ("is_bonus", "boolean"),
+    ("schedule_id", "varchar"),
+    ("period", "varchar"),
     ("certificate_id", "varchar"),
     ("stage", "varchar"),
 )

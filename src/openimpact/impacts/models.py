@@ -38,6 +38,10 @@ class Impact(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     notify: Mapped[bool] = mapped_column(Boolean, default=True)
     is_bonus: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Made by a monthly schedule (issue 11): its public id and the period
+    # (YYYY-MM) the impact belongs to, which a late run creates after the fact.
+    schedule_id: Mapped[str | None] = mapped_column(String(32))
+    period: Mapped[str | None] = mapped_column(String(7))
     certificate_id: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     stage: Mapped[str] = mapped_column(String(20), default="initiated")

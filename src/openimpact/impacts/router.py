@@ -69,7 +69,7 @@ _IMPACT_RESPONSES: dict[int | str, dict[str, Any]] = {
 _GET_ERRORS = error_responses(400, 401, 429)
 
 
-async def _idempotent(
+async def run_idempotent(
     request: Request, caller: Caller, key: str | None, body: BaseModel, work: Any
 ) -> JSONResponse:
     """Run ``work(session)`` once per Idempotency-Key, replaying stored answers."""
@@ -199,7 +199,7 @@ async def cancel_impact(
     "impact was already cancelled" and reverses nothing. Impacts already transferred to
     the partner or completed can no longer be cancelled (400); sandbox impacts get
     there on their compressed schedule."""
-    return await _idempotent(
+    return await run_idempotent(
         request,
         caller,
         key,

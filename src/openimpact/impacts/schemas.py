@@ -255,6 +255,14 @@ class TrackResponse(ImpactAmounts):
     impact_video: str | None = None
     live_session_date: str | None = None
     is_test_transaction: bool | None = None
-    is_bonus_impact: bool | None = None
+    is_bonus_impact: bool | None = Field(
+        default=None, description="A bonus impact from the account's plan"
+    )
+    schedule_id: str | None = Field(
+        default=None, description="The monthly schedule that made it (extension of v1)"
+    )
+    period: str | None = Field(
+        default=None, description="The schedule's period it belongs to, YYYY-MM (extension of v1)"
+    )
     cancelled_on: str | None = None
     cancellation_reason: str | None = None

@@ -71,4 +71,7 @@ def track_view(
         view["is_test_transaction"] = True
     if impact.is_bonus:
         view["is_bonus_impact"] = True
+    if impact.schedule_id is not None:
+        view["schedule_id"] = impact.schedule_id
+        view["period"] = impact.period
     return view

@@ -1,0 +1,1 @@
+"""Monthly schedules: an impact created once per period, by the worker."""
