@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openimpact import __version__
 from openimpact.accounts.router import router as accounts_router
 from openimpact.accounts.service import server_secret
+from openimpact.budgets.router import router as budget_router
 from openimpact.certificates.router import router as certificates_router
 from openimpact.config import Settings, get_settings
 from openimpact.customers.router import router as customers_router
@@ -246,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public_router,
         customers_router,
         schedules_router,
+        budget_router,
         projects_router,
         lifecycle_router,
         certificates_router,

@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from openimpact.budgets.commands import add_account_budget_parsers, add_prices_parsers
 from openimpact.commandline import in_transaction, open_database
 from openimpact.config import get_settings
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError
 from openimpact.lifecycle.commands import add_account_projects_parser, add_lifecycle_parsers
 from openimpact.migrate import prepare_database
+from openimpact.plans.commands import add_account_plan_parsers, add_plans_parsers
 from openimpact.public.commands import add_account_public_parsers
 from openimpact.schedules.commands import add_schedules_parsers
 from openimpact.users.commands import add_users_parsers
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     causes.set_defaults(func=cmd_accounts_causes)
     add_account_projects_parser(accounts)
     add_account_public_parsers(accounts)
+    add_account_budget_parsers(accounts)
+    add_account_plan_parsers(accounts)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -276,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lifecycle_parsers(sub)
     add_users_parsers(sub)
     add_schedules_parsers(sub)
+    add_prices_parsers(sub)
+    add_plans_parsers(sub)
     worker = sub.add_parser(
         "worker", help="run the background worker (sandbox simulation, emails, cleanup)"
     )

@@ -2,6 +2,7 @@
 
     OpenImpactError(type, message, status)
      ├── KeyError_            401 key_error
+     ├── BudgetExceeded       402 budget_exceeded (budgets/service.py)
      ├── ValidationFailed     400 validation_error
      ├── NotFound             404 not_found
      ├── IdempotencyConflict  409 idempotency_error
@@ -87,6 +88,7 @@ class Unavailable(OpenImpactError):
 _STATUS_TYPES = {
     400: "validation_error",
     401: "key_error",
+    402: "budget_exceeded",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

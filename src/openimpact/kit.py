@@ -50,6 +50,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, unknown or revoked x-api-key",
         403: "Not allowed",
         404: "Not found (also for another account's data)",
+        402: "The account's monthly budget would be exceeded; nothing was created",
         409: "Idempotency-Key reused with a different request",
         413: "Request body too large",
         415: "Request body is not JSON (Content-Type must be application/json)",

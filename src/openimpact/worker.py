@@ -29,6 +29,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import delete
 
+from openimpact.budgets import emails as budget_emails
 from openimpact.config import Settings
 from openimpact.db import Database, rowcount, table
 from openimpact.impacts.models import IdempotencyRecord
@@ -140,6 +141,8 @@ def _compose(message: outbox.Claimed, settings: Settings) -> Any:
     """The email of a message: a dashboard user's link, or a customer notification."""
     if message.payload.get("template") in user_emails.TEMPLATES:
         return user_emails.compose(message.payload, settings.mail_from)
+    if message.payload.get("template") in budget_emails.TEMPLATES:
+        return budget_emails.compose(message.payload, settings.mail_from)
     return outbox.compose_email(
         message.payload, message.business_name, settings.mail_from, settings.public_url
     )
@@ -147,6 +150,13 @@ def _compose(message: outbox.Claimed, settings: Settings) -> Any:
 
 def _final(message: outbox.Claimed) -> outbox.Claimed:
     return outbox.Claimed(message.id, outbox.MAX_ATTEMPTS, message.payload, message.business_name)
+
+
+def grant_bonuses(db: Database) -> int:
+    """This month's plan bonus of every account on a plan, once (plans/service.py)."""
+    from openimpact.plans.service import grant_bonuses as grant
+
+    return grant(db)
 
 
 def run_schedules(db: Database) -> int:
@@ -164,6 +174,7 @@ def run_once(
     jobs: dict[str, Callable[[], Any]] = {
         "sandbox_changes": lambda: advance_sandbox(db, settings),
         "scheduled_impacts": lambda: run_schedules(db),
+        "bonus_impacts": lambda: grant_bonuses(db),
         "emails": lambda: deliver_emails(db, settings, smtp_factory=smtp_factory),
         "idempotency_keys_deleted": lambda: purge_idempotency_keys(db, settings),
     }

@@ -21,6 +21,9 @@ class Account(Base):
     # Per-account project choice: {"tree_planted": "project-id", "tree_planted:food": ...}
     project_overrides: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # The operator's plan for the account (plans/), whose bonus impacts it
+    # receives each month.
+    plan_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

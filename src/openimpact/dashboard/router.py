@@ -915,6 +915,7 @@ _SCHEDULE_FIELDS = (
 
 async def _schedules(request: Request, member: Member, **context: Any) -> Response:
     rows = await request.app.state.db.run(views.schedules, member, request.app.state.cursor_codec)
+    context["budget_banner"] = await request.app.state.db.run(views.budget_banner, member)
     return render(
         request,
         "schedules.html",
@@ -980,3 +981,46 @@ async def change_schedule(
         write=True,
     )
     return _redirect(request, f"/dashboard/schedules?{action}d=" + quote(schedule_id[:32]))
+
+
+# Plan and budget -------------------------------------------------------------------------------
+
+
+async def _budget(request: Request, member: Member, **context: Any) -> Response:
+    data = await request.app.state.db.run(views.plan_and_budget, member)
+    return render(
+        request,
+        "budget.html",
+        {
+            "nav": "budget",
+            "errors": context.pop("errors", {}),
+            "types": views.TYPE_LABELS,
+            "units": views.TYPE_UNITS,
+            **data,
+            **context,
+        },
+    )
+
+
+@router.get("/budget")
+async def budget(request: Request, member: MemberDep) -> Response:
+    return await _budget(request, member)
+
+
+@router.post("/budget")
+async def set_budget(
+    request: Request,
+    member: OwnerDep,
+    monthly: Annotated[str, Form(max_length=40)] = "",
+    remove: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        await request.app.state.db.run(
+            views.set_budget, member, None if remove else monthly, write=True
+        )
+    except ValidationFailed as exc:
+        text = exc.message.partition(": ")[2] or exc.message
+        return await _budget(
+            request, member, errors={"monthly": text[:1].upper() + text[1:]}, entered=monthly
+        )
+    return _redirect(request, "/dashboard/budget?" + ("removed=1" if remove else "saved=1"))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts import service as accounts
 from openimpact.accounts.models import ENVIRONMENTS, Account
+from openimpact.budgets import service as budget_service
 from openimpact.certificates import service as certificates
 from openimpact.certificates.render import describe_impact, share_links
 from openimpact.customers import service as customers
@@ -33,6 +34,7 @@ from openimpact.impacts.tracking import track_view
 from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import STAGE_LABELS, parse_tracking_id
 from openimpact.pagination import CursorCodec
+from openimpact.plans import service as plan_service
 from openimpact.projects.models import Partner, Project
 from openimpact.public import service as public
 from openimpact.schedules import service as schedule_service
@@ -121,6 +123,7 @@ def overview(session: Session, member: Member, span: DateRange, metric: str) -> 
         "latest": latest,
         "span": span,
         "metric": metric,
+        "budget_banner": budget_banner(session, member),
     }
 
 
@@ -131,7 +134,11 @@ def impacts_page(
     session: Session, member: Member, query: ImpactQuery, cursor: str | None, codec: CursorCodec
 ) -> dict[str, Any]:
     rows, next_cursor = list_impacts(session, caller_of(member), query, cursor, codec)
-    return {"rows": rows, "next_cursor": next_cursor}
+    return {
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "budget_banner": budget_banner(session, member),
+    }
 
 
 def csv_page(
@@ -509,3 +516,36 @@ def change_schedule(
         return
     patch = SchedulePatch.model_validate({"status": status})
     schedule_service.update_schedule(session, caller, schedule_id, patch)
+
+
+# Plan and budget ---------------------------------------------------------------------------------
+
+
+def budget_banner(session: Session, member: Member) -> budget_service.BudgetView | None:
+    """This month's budget when it is close (80 % or more): the pages' banner."""
+    view = budget_service.budget_view(session, member.account_id, member.env)
+    return view if view.close else None
+
+
+def plan_and_budget(session: Session, member: Member) -> dict[str, Any]:
+    view = budget_service.budget_view(session, member.account_id, member.env)
+    return {
+        "plan": plan_service.plan_of(session, member.account_id),
+        "budget": view,
+        "budget_banner": view if view.close else None,
+        "prices": budget_service.unit_prices(session),
+    }
+
+
+def set_budget(session: Session, member: Member, dollars: str | None) -> None:
+    """The form's cap in dollars ("500", "1,250.50"), or None to remove it."""
+    cents = None
+    if dollars is not None:
+        text = dollars.strip().replace(",", "").removeprefix("$")
+        if not re.fullmatch(r"[0-9]{1,11}(\.[0-9]{1,2})?", text):
+            raise ValidationFailed("monthly: enter an amount in dollars, like 500 or 1250.50")
+        whole, _, part = text.partition(".")
+        cents = int(whole) * 100 + int((part + "00")[:2])
+        if cents < 1:
+            raise ValidationFailed("monthly: the budget must be at least $0.01")
+    budget_service.set_budget(session, member.account_id, member.env, cents)

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account, ApiKey, Ledger
 from openimpact.auth import UNKNOWN_KEY, Caller
+from openimpact.budgets.service import check_caps
 from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
@@ -236,6 +237,18 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
     _confirm_keys(session, items, results)
     _replay(session, items, results)
     causes = _check_causes(session, items, results)
+    # Monthly budget caps (budgets/service.py): refused items get a 402.
+    costs = check_caps(
+        session,
+        items,
+        results,
+        {
+            (item.caller.account_id, item.caller.env)
+            for i, item in enumerate(items)
+            if results[i] is None
+        },
+        now,
+    )
 
     groups: dict[tuple[int, str], _Group] = {}
     for i, item in enumerate(items):
@@ -285,6 +298,7 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
                 "is_bonus": new.is_bonus,
                 "schedule_id": new.schedule_id,
                 "period": new.period,
+                "cost_cents": costs.get(i),
                 "certificate_id": new_certificate_id() if production else None,
                 "stage": "initiated",
             }
@@ -366,6 +380,7 @@ _IMPACT_COLUMNS = (
     ("is_bonus", "boolean"),
     ("schedule_id", "varchar"),
     ("period", "varchar"),
+    ("cost_cents", "bigint"),
     ("certificate_id", "varchar"),
     ("stage", "varchar"),
 )

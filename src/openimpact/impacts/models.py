@@ -42,6 +42,9 @@ class Impact(Base):
     # (YYYY-MM) the impact belongs to, which a late run creates after the fact.
     schedule_id: Mapped[str | None] = mapped_column(String(32))
     period: Mapped[str | None] = mapped_column(String(7))
+    # What it cost against the monthly budget (issue 11), given back if it is
+    # cancelled; None when it costs nothing (no price, a bonus impact).
+    cost_cents: Mapped[int | None] = mapped_column(BigInteger)
     certificate_id: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     stage: Mapped[str] = mapped_column(String(20), default="initiated")

@@ -64,7 +64,7 @@ _IMPACT_LINKS = {
 }
 _IMPACT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The impact as recorded", "links": _IMPACT_LINKS},
-    **error_responses(400, 401, 409, 413, 415, 429, 503),
+    **error_responses(400, 401, 402, 409, 413, 415, 429, 503),
 }
 _GET_ERRORS = error_responses(400, 401, 429)
 

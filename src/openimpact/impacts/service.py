@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Ledger
 from openimpact.auth import Caller
+from openimpact.budgets.service import give_back
 from openimpact.db import rowcount, table
 from openimpact.errors import IdempotencyConflict, NotFound, OpenImpactError, ValidationFailed
 from openimpact.impacts.batch import (
@@ -168,6 +169,7 @@ def cancel_impact(
             .where(_ledger.c.account_id == caller.account_id, _ledger.c.env == caller.env)
             .values({column: _ledger.c[column] - impact.amount})
         )
+        give_back(session, impact)
         add_daily(
             session,
             {

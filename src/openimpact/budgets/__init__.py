@@ -1,0 +1,1 @@
+"""Unit prices, monthly budget caps and their spend (issue 11)."""

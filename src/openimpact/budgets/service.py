@@ -1,0 +1,374 @@
+"""Monthly budget caps: prices, spend, the check in the write path, the
+emails at 80 % and 100 %.
+
+The cost of an impact is its amount times its type's unit price (US cents;
+``money_donated`` is 1 cent per cent unless the operator sets otherwise; a type
+with no price costs nothing). A month is a calendar month in UTC.
+
+Spend is kept per account, environment and month once the account and
+environment have a budget; setting a budget counts the month's spend so far
+from the records. In the write path (impacts/batch.py) the budget rows of a
+batch are locked first, then each impact is checked in order: one that would
+take the month past the cap creates nothing and gets a 402, so concurrent
+writes never take the spend past it. Bonus impacts cost nothing. A
+cancellation gives its cost back to the month it was spent in.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from openimpact.accounts.models import Account
+from openimpact.auth import Caller
+from openimpact.budgets.models import Budget, BudgetMonth, ImpactPrice
+from openimpact.db import table
+from openimpact.errors import OpenImpactError, ValidationFailed
+from openimpact.impacts.models import Impact
+from openimpact.kit import RECORD_KEYS
+from openimpact.notifications.models import OutboxMessage
+from openimpact.timeutil import day_of, day_start_ms, now_ms
+from openimpact.users.models import User
+
+DEFAULT_UNIT_CENTS = {"money_donated": 1}
+WARN_AT = 0.8
+MAX_MONTHLY_CENTS = 10**13
+
+_months = table(BudgetMonth)
+_outbox = table(OutboxMessage)
+
+
+class BudgetExceeded(OpenImpactError):
+    type = "budget_exceeded"
+    status = 402
+
+
+def dollars(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def month_of(ms: int) -> str:
+    return day_of(ms)[:7]
+
+
+def resets_on(month: str) -> date:
+    year, mon = int(month[:4]), int(month[5:7])
+    return date(year + 1, 1, 1) if mon == 12 else date(year, mon + 1, 1)
+
+
+def _month_bounds(month: str) -> tuple[int, int]:
+    year, mon = int(month[:4]), int(month[5:7])
+    return day_start_ms(date(year, mon, 1)), day_start_ms(resets_on(month))
+
+
+# Prices -----------------------------------------------------------------------
+
+
+def unit_prices(session: Session) -> dict[str, int]:
+    prices = dict(DEFAULT_UNIT_CENTS)
+    for impact_type, cents in session.execute(
+        select(ImpactPrice.impact_type, ImpactPrice.unit_cents)
+    ):
+        prices[impact_type] = cents
+    return prices
+
+
+def set_prices(session: Session, prices: dict[str, int]) -> dict[str, int]:
+    for impact_type, cents in prices.items():
+        if impact_type not in RECORD_KEYS:
+            raise ValidationFailed(
+                f"prices: '{impact_type}' is not one of {', '.join(RECORD_KEYS)}"
+            )
+        if not 0 <= cents <= 10**9:
+            raise ValidationFailed(f"prices: {impact_type} must be 0 to 1,000,000,000 cents")
+        row = session.get(ImpactPrice, impact_type)
+        if row is None:
+            session.add(ImpactPrice(impact_type=impact_type, unit_cents=cents, updated_ms=now_ms()))
+        else:
+            row.unit_cents, row.updated_ms = cents, now_ms()
+    session.flush()
+    return unit_prices(session)
+
+
+def cost_of(prices: dict[str, int], impact_type: str, amount: int) -> int:
+    return prices.get(impact_type, 0) * amount
+
+
+# Budgets ------------------------------------------------------------------------
+
+
+def set_budget(
+    session: Session, account_id: int, env: str, monthly_cents: int | None, now: int | None = None
+) -> None:
+    """Set (or with None remove) the monthly cap. A new budget counts the
+    month's spend so far from the records, at today's prices."""
+    now = now if now is not None else now_ms()
+    if monthly_cents is not None and not 1 <= monthly_cents <= MAX_MONTHLY_CENTS:
+        raise ValidationFailed("monthly_cents: must be a whole number of cents, at least 1")
+    budget = session.get(Budget, (account_id, env))
+    if monthly_cents is None:
+        if budget is not None:
+            session.delete(budget)
+            session.flush()
+        return
+    if budget is None:
+        session.add(
+            Budget(account_id=account_id, env=env, monthly_cents=monthly_cents, updated_ms=now)
+        )
+    else:
+        budget.monthly_cents, budget.updated_ms = monthly_cents, now
+    month = month_of(now)
+    row = session.get(BudgetMonth, (account_id, env, month))
+    if row is None:
+        start, end = _month_bounds(month)
+        prices = unit_prices(session)
+        spent = 0
+        for impact_type, amount, cost in session.execute(
+            select(Impact.impact_type, func.sum(Impact.amount), func.sum(Impact.cost_cents))
+            .where(
+                Impact.account_id == account_id,
+                Impact.env == env,
+                Impact.time_ms >= start,
+                Impact.time_ms < end,
+                Impact.cancelled_ms.is_(None),
+                Impact.is_bonus.is_(False),
+            )
+            .group_by(Impact.impact_type)
+        ):
+            spent += int(cost) if cost is not None else cost_of(prices, impact_type, int(amount))
+        session.add(BudgetMonth(account_id=account_id, env=env, month=month, spent_cents=spent))
+    session.flush()
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    month: str
+    monthly_cents: int | None
+    spent_cents: int | None
+    resets_on: date
+    projected_cents: int | None
+
+    @property
+    def remaining_cents(self) -> int | None:
+        if self.monthly_cents is None or self.spent_cents is None:
+            return None
+        return max(0, self.monthly_cents - self.spent_cents)
+
+    @property
+    def close(self) -> bool:
+        """At 80 % of the cap or more: the dashboard's banner."""
+        return (
+            self.monthly_cents is not None
+            and self.spent_cents is not None
+            and self.spent_cents >= WARN_AT * self.monthly_cents
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "monthly_cents": self.monthly_cents,
+            "spent_cents": self.spent_cents,
+            "remaining_cents": self.remaining_cents,
+            "projected_cents": self.projected_cents,
+            "resets_on": self.resets_on.isoformat(),
+        }
+
+
+def budget_view(session: Session, account_id: int, env: str, now: int | None = None) -> BudgetView:
+    now = now if now is not None else now_ms()
+    month = month_of(now)
+    budget = session.get(Budget, (account_id, env))
+    if budget is None:
+        return BudgetView(month, None, None, resets_on(month), None)
+    row = session.get(BudgetMonth, (account_id, env, month))
+    spent = row.spent_cents if row is not None else 0
+    # The month's pace so far, carried to its end.
+    today = date.fromisoformat(day_of(now))
+    days = calendar.monthrange(today.year, today.month)[1]
+    elapsed = max(1.0, (now - day_start_ms(today.replace(day=1))) / 86_400_000)
+    projected = round(spent / elapsed * days)
+    return BudgetView(month, budget.monthly_cents, spent, resets_on(month), projected)
+
+
+# In the write path ---------------------------------------------------------------------------
+
+# The budget rows of a batch: locked (PostgreSQL) in one order, so that two
+# batches of one account wait for each other here. The month's spend is read
+# by a second statement, after the lock: a statement that waited for a lock
+# sees the locked rows as committed since, but the rows it joined to them as
+# they were when it began.
+_BUDGETS_PG = text(
+    "SELECT b.account_id, b.env, b.monthly_cents "
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
+    "JOIN budgets AS b ON b.account_id = j.a AND b.env = j.e "
+    "ORDER BY b.account_id, b.env FOR UPDATE OF b"
+)
+_MONTHS_PG = text(
+    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
+    "JOIN budget_months AS m ON m.account_id = j.a AND m.env = j.e AND m.month = :p_month"
+)
+_BUDGETS_SQLITE = text(
+    "SELECT b.account_id, b.env, b.monthly_cents "
+    "FROM json_each(:p_rows) AS j CROSS JOIN budgets AS b "
+    "ON b.account_id = json_extract(j.value, '$[0]') AND b.env = json_extract(j.value, '$[1]')"
+)
+_MONTHS_SQLITE = text(
+    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
+    "FROM json_each(:p_rows) AS j CROSS JOIN budget_months AS m "
+    "ON m.account_id = json_extract(j.value, '$[0]') AND m.env = json_extract(j.value, '$[1]') "
+    "AND m.month = :p_month"
+)
+
+
+@dataclass
+class _Cap:
+    monthly_cents: int
+    spent: int
+    warned: bool
+    exceeded: bool
+    refused: bool = False
+
+
+def check_caps(
+    session: Session,
+    items: Sequence[Any],
+    results: list[Any],
+    groups: set[tuple[int, str]],
+    now: int,
+) -> dict[int, int]:
+    """Refuse (402) each item that would take its month past its cap, in
+    order; the cost of every other item of a capped account. Writes the
+    months' spend and queues the owners' emails."""
+    conn = session.connection()
+    month = month_of(now)
+    if conn.dialect.name == "postgresql":
+        payload = orjson.dumps([{"a": a, "e": e} for a, e in sorted(groups)]).decode()
+        budgets, months = _BUDGETS_PG, _MONTHS_PG
+    else:
+        payload = json.dumps(sorted(groups))
+        budgets, months = _BUDGETS_SQLITE, _MONTHS_SQLITE
+    caps = {
+        (r[0], r[1]): _Cap(r[2], 0, False, False)
+        for r in conn.execute(budgets, {"p_rows": payload})
+    }
+    if not caps:
+        return {}
+    for r in conn.execute(months, {"p_rows": payload, "p_month": month}):
+        found = caps[(r[0], r[1])]
+        found.spent, found.warned, found.exceeded = r[2], r[3] is not None, r[4] is not None
+    prices = unit_prices(session)
+    costs: dict[int, int] = {}
+    for i, item in enumerate(items):
+        if results[i] is not None:
+            continue
+        cap = caps.get((item.caller.account_id, item.caller.env))
+        if cap is None or item.new.is_bonus:
+            continue
+        cost = cost_of(prices, item.new.impact_type, item.new.amount)
+        if cap.spent + cost > cap.monthly_cents:
+            cap.refused = True
+            results[i] = BudgetExceeded(
+                f"monthly budget of {dollars(cap.monthly_cents)} ({item.caller.env}) would be "
+                f"exceeded: {dollars(cap.spent)} spent in {month}, this impact costs "
+                f"{dollars(cost)}; nothing was created. The budget resets on "
+                f"{resets_on(month).isoformat()}"
+            )
+            continue
+        cap.spent += cost
+        costs[i] = cost
+    for (account_id, env), cap in caps.items():
+        _record(session, account_id, env, month, cap, now)
+    return costs
+
+
+def _upsert_month(session: Session) -> Any:
+    conn = session.connection()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(_months)
+    return stmt.on_conflict_do_update(
+        index_elements=[_months.c.account_id, _months.c.env, _months.c.month],
+        set_={
+            "spent_cents": stmt.excluded.spent_cents,
+            "warned_ms": func.coalesce(_months.c.warned_ms, stmt.excluded.warned_ms),
+            "exceeded_ms": func.coalesce(_months.c.exceeded_ms, stmt.excluded.exceeded_ms),
+        },
+    )
+
+
+def _record(session: Session, account_id: int, env: str, month: str, cap: _Cap, now: int) -> None:
+    warn = not cap.warned and cap.spent >= WARN_AT * cap.monthly_cents
+    exceeded = not cap.exceeded and (cap.refused or cap.spent >= cap.monthly_cents)
+    session.connection().execute(
+        _upsert_month(session),
+        {
+            "account_id": account_id,
+            "env": env,
+            "month": month,
+            "spent_cents": cap.spent,
+            "warned_ms": now if warn or cap.warned else None,
+            "exceeded_ms": now if exceeded or cap.exceeded else None,
+        },
+    )
+    for template, due in (("budget_threshold", warn), ("budget_exceeded", exceeded)):
+        if due:
+            _email_owners(session, account_id, env, template, month, cap, now)
+
+
+def _email_owners(
+    session: Session, account_id: int, env: str, template: str, month: str, cap: _Cap, now: int
+) -> None:
+    account = session.get(Account, account_id)
+    owners = session.scalars(
+        select(User.email).where(User.account_id == account_id, User.role == "owner")
+    ).all()
+    rows = [
+        {
+            "kind": "email",
+            "account_id": account_id,
+            "env": env,
+            "payload": {
+                "template": template,
+                "to": email,
+                "account_name": account.name if account else "",
+                "env": env,
+                "month": month,
+                "monthly_cents": cap.monthly_cents,
+                "spent_cents": cap.spent,
+                "resets_on": resets_on(month).isoformat(),
+            },
+            "created_ms": now,
+            "next_attempt_ms": now,
+            "attempts": 0,
+        }
+        for email in owners
+    ]
+    if rows:
+        session.connection().execute(insert(_outbox), rows)
+
+
+def give_back(session: Session, impact: Impact) -> None:
+    """A cancelled impact's cost, back to the month it was spent in."""
+    if impact.is_bonus:
+        return
+    month = month_of(impact.time_ms)
+    row = session.get(BudgetMonth, (impact.account_id, impact.env, month))
+    if row is None:
+        return
+    cost = impact.cost_cents
+    if cost is None:
+        cost = cost_of(unit_prices(session), impact.impact_type, impact.amount)
+    row.spent_cents = max(0, row.spent_cents - cost)
+
+
+def caller_budget(session: Session, caller: Caller) -> dict[str, Any]:
+    return budget_view(session, caller.account_id, caller.env).to_json()

@@ -1,0 +1,1 @@
+"""Plans and the bonus impacts they grant each month (issue 11)."""
