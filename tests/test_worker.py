@@ -195,7 +195,13 @@ def test_purges_old_idempotency_keys(api: Api, database: TestDatabase) -> None:
 
 def test_one_pass_reports_each_job(api: Api, database: TestDatabase) -> None:
     report = run_once(api.db, database.settings())
-    assert set(report) == {"sandbox_changes", "emails", "idempotency_keys_deleted"}
+    assert set(report) == {
+        "sandbox_changes",
+        "scheduled_impacts",
+        "bonus_impacts",
+        "emails",
+        "idempotency_keys_deleted",
+    }
     assert "error" not in report.values()
 
 

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,17 @@ async def _as_page(
     return await render(request, status, type_, message, exc) if render is not None else None
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpenImpactError)
     async def _ours(request: Request, exc: OpenImpactError) -> Response:
@@ -177,11 +189,16 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "body: is not valid JSON (bad UTF-8, nested too deep or a number too long)"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only;
+            # a path with one route per method (GET, PATCH, DELETE) has more.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         type_ = _STATUS_TYPES.get(exc.status_code, "error")
         page = await _as_page(request, exc.status_code, type_, message, exc)
         if page is not None:
             return page
-        return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
+        return error_response(exc.status_code, type_, message, headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -70,8 +70,13 @@ def _within_rules_openapi_cannot_state(
       stateful phase and tests/impacts walk real ones);
     - start_date must not be after end_date;
     - donate_money's category must be one of the account's causes;
-    - amount must be a JSON integer literal: the API contract refuses 2.0,
-      which JSON Schema's data model cannot tell from 2.
+    - amount (and a schedule's day_of_month) must be a JSON integer literal:
+      the API contract refuses 2.0, which JSON Schema's data model cannot tell
+      from 2;
+    - a schedule's category, when it donates money, must be one of the
+      account's causes, and its ends_on must not be before its starts_on;
+    - a schedule changed by PATCH keeps its type and start, which set its
+      amount's limit and the earliest end date.
     """
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
@@ -83,13 +88,22 @@ def _within_rules_openapi_cannot_state(
             query["start_date"], query["end_date"] = end, start
     body = case.body
     if isinstance(body, dict):
-        if isinstance(body.get("amount"), float):
-            body["amount"] = int(body["amount"])
-        if case.operation.path == "/v1/donate_money" and body.get("category") not in (
-            None,
-            *CAUSES,
-        ):
+        for name in ("amount", "day_of_month"):
+            if isinstance(body.get(name), float):
+                body[name] = int(body[name])
+        donation = case.operation.path == "/v1/donate_money" or (
+            case.operation.path == "/v1/schedules" and body.get("impact_type") == "money_donated"
+        )
+        if donation and body.get("category") not in (None, *CAUSES):
             body["category"] = CAUSES[0]
+        start, end = body.get("starts_on"), body.get("ends_on")
+        if isinstance(start, str) and isinstance(end, str) and start > end:
+            body["starts_on"], body["ends_on"] = end, start
+        if case.operation.path == "/v1/schedules/{schedule_id}" and case.method == "PATCH":
+            if isinstance(body.get("amount"), int):
+                body["amount"] = min(body["amount"], 10_000_000)
+            if isinstance(body.get("ends_on"), str):
+                body["ends_on"] = "9999-12-31"
     return case
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, model_validator
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from openimpact.impacts.schemas import _NAME_NEEDS_EMAIL, MAX_CENTS, MAX_UNITS, Email, Metadata
 from openimpact.kit import DAY, SafeStr
@@ -31,8 +32,28 @@ def check_category(impact_type: str, category: str | None) -> None:
     raise ValueError(f"category: not used with {impact_type}")
 
 
+def _when(impact_types: list[str], then: JsonDict) -> JsonDict:
+    types: list[JsonValue] = list(impact_types)
+    return {
+        "if": {"required": ["impact_type"], "properties": {"impact_type": {"enum": types}}},
+        "then": {"properties": then},
+    }
+
+
+# The rules of check_amount and check_category, stated in /openapi.json.
+_UNITS = ["tree_planted", "waste_removed", "carbon_captured", "coral_restored"]
+_SCHEDULE_RULES: JsonDict = {
+    "allOf": [
+        _NAME_NEEDS_EMAIL,
+        _when(_UNITS, {"amount": {"maximum": MAX_UNITS}}),
+        _when(["tree_planted"], {"category": {"enum": ["food", None]}}),
+        _when(_UNITS[1:], {"category": {"type": "null"}}),
+    ]
+}
+
+
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_NAME_NEEDS_EMAIL)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SCHEDULE_RULES)
 
     impact_type: ImpactType = Field(description="The impact to create every month")
     amount: StrictInt = Field(
@@ -73,8 +94,13 @@ class SchedulePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Status | None = Field(default=None, description="paused stops new periods")
-    amount: StrictInt | None = Field(default=None, ge=1, le=MAX_CENTS)
+    status: Status | SkipJsonSchema[None] = Field(
+        default=None, description="paused stops new periods"
+    )
+    amount: Annotated[StrictInt, Field(ge=1, le=MAX_CENTS)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Per month; at most 10,000,000 unless the schedule donates money",
+    )
     ends_on: str | None = Field(default=None, json_schema_extra=DAY)
 
 
