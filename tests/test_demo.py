@@ -340,3 +340,24 @@ class TestSandboxSchedule:
                 if now - initiated >= number * step_ms:
                     assert ms(view, field) == initiated + number * step_ms, view
         assert cancelled > 0
+
+
+def test_schedules_plan_and_budget_are_ready(client: TestClient, demo: dict[str, Any]) -> None:
+    """Two schedules from this month on, the Growth plan, prices and a budget:
+    the worker's first pass creates what is due, once."""
+    from openimpact.worker import grant_bonuses, run_schedules
+
+    key = demo["production_key"]
+    listed = client.get("/v1/schedules", headers={"x-api-key": key}).json()["schedules"]
+    assert [s["impact_type"] for s in listed] == ["tree_planted", "money_donated"]
+    budget = client.get("/v1/budget", headers={"x-api-key": key}).json()
+    assert budget["monthly_cents"] == 75_000 and budget["spent_cents"] >= 0
+    db = client.app.state.db  # type: ignore[attr-defined]
+    before = len(records(client, key))
+    made = run_schedules(db) + grant_bonuses(db)
+    assert made >= 2  # at least this month's bonuses
+    assert run_schedules(db) + grant_bonuses(db) == 0
+    after = records(client, key)
+    assert len(after) == before + made
+    bonus = [r for r in after if track(client, key, r).get("is_bonus_impact")]
+    assert len(bonus) == 2

@@ -8,6 +8,9 @@ happened, so the totals equal the records and the daily series adds up:
     then, in time order:
       advance(stamp=<then>)         the operator's receive / transfer / complete batches
       cancel_impact(now=<then>)     refunds, hours after the order
+    and for what comes next: two monthly schedules from this month on, the
+    Growth plan's bonuses, unit prices and a monthly budget (the worker's first
+    pass creates what is already due)
 
 Production impacts move on a realistic schedule: days between stages, and the
 operator reporting each stage in weekday batches, so impacts that reached a
@@ -35,13 +38,18 @@ from sqlalchemy.orm import Session
 from openimpact.accounts.models import Account
 from openimpact.accounts.service import create_account
 from openimpact.auth import Caller
+from openimpact.budgets import service as budgets
 from openimpact.config import get_settings
 from openimpact.db import Database
 from openimpact.impacts.models import Impact
 from openimpact.impacts.service import NewImpact, cancel_impact, record_impact
 from openimpact.lifecycle.assignment import Assigner
 from openimpact.lifecycle.service import STEPS, CompleteOptions, advance
+from openimpact.plans import service as plans
+from openimpact.plans.models import Plan
 from openimpact.public import service as public
+from openimpact.schedules import service as schedules
+from openimpact.schedules.schemas import ScheduleCreate
 from openimpact.timeutil import MS_PER_DAY, day_start_ms, ms_to_datetime, ms_to_iso, now_ms
 from openimpact.users import service as users
 
@@ -185,6 +193,7 @@ def create_demo(db: Database, *, stage_seconds: int | None = None) -> dict[str, 
         users.add_user(session, account, DEMO_USER_EMAIL, "owner", password)
         # The public profile, widget and badges have something to show at once.
         public.update_profile(session, account.id, slug=DEMO_SLUG, enabled=True)
+        _recurring(session, account, production, now)
         return {
             "profile_slug": DEMO_SLUG,
             "dashboard_email": DEMO_USER_EMAIL,
@@ -196,6 +205,35 @@ def create_demo(db: Database, *, stage_seconds: int | None = None) -> dict[str, 
         }
 
     return db.run_sync(create, write=True)
+
+
+def _recurring(session: Session, account: Account, production: Caller, now: int) -> None:
+    """Two monthly schedules from this month on, the Growth plan's bonuses, unit
+    prices and a monthly budget: the worker's first pass creates what is due."""
+    month_start = ms_to_datetime(now).date().replace(day=1).isoformat()
+    for body in (
+        {"impact_type": "tree_planted", "amount": 100, "day_of_month": 1},
+        {
+            "impact_type": "money_donated",
+            "amount": 2000,
+            "day_of_month": 15,
+            "category": _CAUSES[0],
+            "customer_email": "ana.silva@example.com",
+            "customer_name": "Ana Silva",
+            "metadata": {"subscription": "monthly-giving"},
+        },
+    ):
+        schedules.create_schedule(
+            session, production, ScheduleCreate.model_validate({**body, "starts_on": month_start})
+        )
+    if session.scalar(select(Plan.id).where(Plan.name_key == "growth")) is None:
+        plans.create_plan(session, "Growth", {"tree_planted": 50, "waste_removed": 10})
+    plans.assign_plan(session, account, "Growth")
+    budgets.set_prices(
+        session,
+        {"tree_planted": 40, "waste_removed": 25, "carbon_captured": 2, "coral_restored": 300},
+    )
+    budgets.set_budget(session, account.id, "production", 75_000, now)
 
 
 # What happened -----------------------------------------------------------------------------
