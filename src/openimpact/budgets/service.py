@@ -24,10 +24,10 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.auth import Caller
 from openimpact.budgets.models import Budget, BudgetMonth, ImpactPrice
@@ -201,34 +201,6 @@ def budget_view(session: Session, account_id: int, env: str, now: int | None = N
 
 # In the write path ---------------------------------------------------------------------------
 
-# The budget rows of a batch: locked (PostgreSQL) in one order, so that two
-# batches of one account wait for each other here. The month's spend is read
-# by a second statement, after the lock: a statement that waited for a lock
-# sees the locked rows as committed since, but the rows it joined to them as
-# they were when it began.
-_BUDGETS_PG = text(
-    "SELECT b.account_id, b.env, b.monthly_cents "
-    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
-    "JOIN budgets AS b ON b.account_id = j.a AND b.env = j.e "
-    "ORDER BY b.account_id, b.env FOR UPDATE OF b"
-)
-_MONTHS_PG = text(
-    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
-    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
-    "JOIN budget_months AS m ON m.account_id = j.a AND m.env = j.e AND m.month = :p_month"
-)
-_BUDGETS_SQLITE = text(
-    "SELECT b.account_id, b.env, b.monthly_cents "
-    "FROM json_each(:p_rows) AS j CROSS JOIN budgets AS b "
-    "ON b.account_id = json_extract(j.value, '$[0]') AND b.env = json_extract(j.value, '$[1]')"
-)
-_MONTHS_SQLITE = text(
-    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
-    "FROM json_each(:p_rows) AS j CROSS JOIN budget_months AS m "
-    "ON m.account_id = json_extract(j.value, '$[0]') AND m.env = json_extract(j.value, '$[1]') "
-    "AND m.month = :p_month"
-)
-
 
 @dataclass
 class _Cap:
@@ -253,10 +225,10 @@ def check_caps(
     month = month_of(now)
     if conn.dialect.name == "postgresql":
         payload = orjson.dumps([{"a": a, "e": e} for a, e in sorted(groups)]).decode()
-        budgets, months = _BUDGETS_PG, _MONTHS_PG
+        budgets, months = sql.BUDGETS_PG, sql.MONTHS_PG
     else:
         payload = json.dumps(sorted(groups))
-        budgets, months = _BUDGETS_SQLITE, _MONTHS_SQLITE
+        budgets, months = sql.BUDGETS_SQLITE, sql.MONTHS_SQLITE
     caps = {
         (r[0], r[1]): _Cap(r[2], 0, False, False)
         for r in conn.execute(budgets, {"p_rows": payload})
@@ -291,25 +263,11 @@ def check_caps(
     return costs
 
 
-def _upsert_month(session: Session) -> Any:
-    conn = session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(_months)
-    return stmt.on_conflict_do_update(
-        index_elements=[_months.c.account_id, _months.c.env, _months.c.month],
-        set_={
-            "spent_cents": stmt.excluded.spent_cents,
-            "warned_ms": func.coalesce(_months.c.warned_ms, stmt.excluded.warned_ms),
-            "exceeded_ms": func.coalesce(_months.c.exceeded_ms, stmt.excluded.exceeded_ms),
-        },
-    )
-
-
 def _record(session: Session, account_id: int, env: str, month: str, cap: _Cap, now: int) -> None:
     warn = not cap.warned and cap.spent >= WARN_AT * cap.monthly_cents
     exceeded = not cap.exceeded and (cap.refused or cap.spent >= cap.monthly_cents)
     session.connection().execute(
-        _upsert_month(session),
+        sql.budget_month_upsert(session.connection().dialect.name),
         {
             "account_id": account_id,
             "env": env,

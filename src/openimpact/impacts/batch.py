@@ -2,13 +2,15 @@
 
 :func:`write_batch` is the one place where impacts are created: the API's
 writer (impacts/writer.py) hands it what concurrent requests sent, and
-``record_impact`` (the demo, tests, operators' tools) hands it a batch of one.
+``record_impact`` (the demo, tests), schedules and plan bonuses hand it their own.
 A batch costs a fixed number of statements whatever its size:
 
 1. confirm the callers' API keys (a key revoked a moment ago fails here);
 2. look up the Idempotency-Keys: a stored answer is replayed, a different
    body with a used key is a 409;
-3. check donation causes against the accounts' configured causes;
+3. check donation causes against the accounts' configured causes, and
+   monthly budget caps (budgets/service.py: the budget rows are locked, and an
+   impact that would pass its cap gets a 402);
 4. update each account and environment's ledger row once: add the batch's
    totals and allocate a range of ``time_utc`` milliseconds (the row lock
    serializes writers of one account and environment across processes, which
@@ -16,6 +18,8 @@ A batch costs a fixed number of statements whatever its size:
 5. onboard or rename customers (safe without upserts: the ledger lock is held);
 6. insert impacts, add to the daily series, queue outbox messages and store
    the answers under their Idempotency-Keys, each as one multi-row statement.
+
+Statements written in one database's own SQL live in ``openimpact/sql.py``.
 
 Items refused in steps 1–3 get their own error and stay out of the batch; the
 rest commit together. An Idempotency-Key that another process stored between
@@ -31,15 +35,14 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.accounts.models import Account, ApiKey, Ledger
 from openimpact.auth import UNKNOWN_KEY, Caller
 from openimpact.budgets.service import check_caps
@@ -49,6 +52,7 @@ from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, V
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.notifications.models import OutboxMessage
+from openimpact.sql import LEDGER_COLUMNS
 from openimpact.timeutil import day_of, ms_to_iso
 
 _ledger = table(Ledger)
@@ -60,81 +64,14 @@ _outbox = table(OutboxMessage)
 _keys = table(ApiKey)
 _accounts = table(Account)
 
-LEDGER_COLUMNS: tuple[str, ...] = tuple(
-    f"{who}_{kind}" for who in ("user", "customer") for kind in RECORD_KEYS
-)
-
 # Every statement is built once, with bind parameters (expanding ones for the
 # lists): building a statement and its cache key again on every call costs
 # more than running it on SQLite (issue 4).
 _VALID_KEYS = select(_keys.c.key_hash).where(
     _keys.c.key_hash.in_(bindparam("p_hashes", expanding=True)), _keys.c.revoked_ms.is_(None)
 )
-# Lookups by (account, environment, key): PostgreSQL seeks the unique index
-# once per row of a row-value IN list; SQLite scans the whole table for one
-# (its planner seeks only single-column IN lists), so there the list goes in
-# as JSON and json_each drives one index seek per entry.
-_STORED_ANSWERS_SQLITE = text(
-    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
-    "FROM json_each(:p_slots) AS j CROSS JOIN idempotency_keys AS i "
-    "WHERE i.account_id = json_extract(j.value, '$[0]') "
-    "AND i.env = json_extract(j.value, '$[1]') AND i.key = json_extract(j.value, '$[2]')"
-)
-_FIND_CUSTOMERS_SQLITE = text(
-    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
-    "FROM json_each(:p_slots) AS j CROSS JOIN customers AS c "
-    "WHERE c.account_id = json_extract(j.value, '$[0]') "
-    "AND c.env = json_extract(j.value, '$[1]') AND c.email_key = json_extract(j.value, '$[2]')"
-)
-
-
-# On PostgreSQL a list goes in as one JSON text, unpacked by json_to_recordset:
-# the statement's text is the same whatever the batch's size, so psycopg
-# prepares it once and the server plans it once (a row-value IN list of a new
-# length is planned anew), and orjson writes it faster than psycopg adapts
-# arrays.
-def _recordset(param: str, alias: str, columns: tuple[tuple[str, str], ...]) -> str:
-    fields = ", ".join(f"{c} {t}" for c, t in columns)
-    return f"json_to_recordset(CAST(:{param} AS json)) AS {alias}({fields})"
-
-
-_SLOT_COLUMNS = (("a", "bigint"), ("e", "varchar"), ("k", "varchar"))
-# LATERAL with LIMIT 1 (each triple is unique): one index seek per entry,
-# whatever the planner guesses of the list's length (json_to_recordset is
-# estimated at 100 rows, for which a hash join over the whole table looks
-# cheaper, and a plain join or LATERAL is flattened into one).
-_STORED_ANSWERS_PG = text(
-    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
-    f"FROM {_recordset('p_slots', 'j', _SLOT_COLUMNS)} CROSS JOIN LATERAL ("
-    "SELECT * FROM idempotency_keys WHERE account_id = j.a AND env = j.e AND key = j.k LIMIT 1"
-    ") AS i"
-)
 _CAUSES = select(_accounts.c.id, _accounts.c.causes).where(
     _accounts.c.id.in_(bindparam("p_accounts", expanding=True))
-)
-_FIND_CUSTOMERS_PG = text(
-    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
-    f"FROM {_recordset('p_slots', 'j', _SLOT_COLUMNS)} CROSS JOIN LATERAL ("
-    "SELECT * FROM customers WHERE account_id = j.a AND env = j.e AND email_key = j.k LIMIT 1"
-    ") AS c"
-)
-_CUSTOMER_COLUMNS = (
-    ("customer_id", "varchar"),
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("email", "varchar"),
-    ("email_key", "varchar"),
-    ("name", "varchar"),
-    ("onboarded_ms", "bigint"),
-)
-_INSERT_CUSTOMERS_PG = text(
-    f"INSERT INTO customers ({', '.join(c for c, _ in _CUSTOMER_COLUMNS)}) "
-    f"SELECT * FROM {_recordset('p_rows', 'r', _CUSTOMER_COLUMNS)} "
-    "RETURNING customer_id, id"
-)
-_VALID_KEYS_PG = text(
-    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(CAST(:p_hashes AS text[])) "
-    "AND revoked_ms IS NULL"
 )
 _INSERT_IMPACTS = insert(_impacts)
 _INSERT_OUTBOX = insert(_outbox)
@@ -365,71 +302,6 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
 
 
 _IDEMPOTENCY_UNIQUE = "idempotency_keys"
-_IMPACT_COLUMNS = (
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("time_ms", "bigint"),
-    ("impact_type", "varchar"),
-    ("amount", "bigint"),
-    ("category", "varchar"),
-    ("cause", "varchar"),
-    ("customer_pk", "bigint"),
-    ("is_customer", "boolean"),
-    ("metadata", "json"),
-    ("notify", "boolean"),
-    ("is_bonus", "boolean"),
-    ("schedule_id", "varchar"),
-    ("period", "varchar"),
-    ("cost_cents", "bigint"),
-    ("certificate_id", "varchar"),
-    ("stage", "varchar"),
-)
-_OUTBOX_COLUMNS = (
-    ("kind", "varchar"),
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("payload", "json"),
-    ("created_ms", "bigint"),
-    ("next_attempt_ms", "bigint"),
-    ("attempts", "integer"),
-)
-_IDEMPOTENCY_COLUMNS = (
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("key", "varchar"),
-    ("request_hash", "varchar"),
-    ("status_code", "integer"),
-    ("response_body", "text"),
-    ("created_ms", "bigint"),
-)
-_DAILY_COLUMNS = (
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("day", "varchar"),
-    *((k, "bigint") for k in RECORD_KEYS),
-)
-
-
-def _insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str], ...]) -> str:
-    names = ", ".join(c for c, _ in columns)
-    return f"INSERT INTO {table_name} ({names}) SELECT * FROM {_recordset(param, 'r', columns)}"
-
-
-# Impacts, the daily series, outbox messages and Idempotency-Keys in one
-# statement (data-modifying CTEs) of fixed text: one round trip per batch.
-_INSERT_ROWS_PG = text(
-    "WITH i AS ("
-    + _insert_from_json("impacts", "p_impacts", _IMPACT_COLUMNS)
-    + "), d AS ("
-    + _insert_from_json("daily_impacts", "p_daily", _DAILY_COLUMNS)
-    + " ON CONFLICT (account_id, env, day) DO UPDATE SET "
-    + ", ".join(f"{k} = daily_impacts.{k} + excluded.{k}" for k in RECORD_KEYS)
-    + "), o AS ("
-    + _insert_from_json("outbox", "p_outbox", _OUTBOX_COLUMNS)
-    + "), k AS ("
-    + _insert_from_json("idempotency_keys", "p_keys", _IDEMPOTENCY_COLUMNS)
-    + ") SELECT 1"
-)
 
 
 def _insert_rows_pg(
@@ -449,7 +321,7 @@ def _insert_rows_pg(
         "p_outbox": orjson.dumps(outbox_rows).decode(),
         "p_keys": orjson.dumps(idem_rows).decode(),
     }
-    session.connection().execute(_INSERT_ROWS_PG, params)
+    session.connection().execute(sql.INSERT_ROWS_PG, params)
 
 
 def _by_slots(session: Session, postgres: Any, sqlite_: Any, slots: Any) -> Any:
@@ -472,7 +344,7 @@ def _confirm_keys(session: Session, items: Sequence[Pending], results: list[Resu
     if not hashes:
         return
     conn = session.connection()
-    stmt = _VALID_KEYS_PG if conn.dialect.name == "postgresql" else _VALID_KEYS
+    stmt = sql.VALID_KEYS_PG if conn.dialect.name == "postgresql" else _VALID_KEYS
     valid = set(conn.execute(stmt, {"p_hashes": sorted(hashes)}).scalars())
     for i, item in enumerate(items):
         if item.confirm_key and item.caller.key_hash not in valid:
@@ -487,7 +359,7 @@ def _replay(session: Session, items: Sequence[Pending], results: list[Result | N
         return
     stored = {
         (row[0], row[1], row[2]): row[3:]
-        for row in _by_slots(session, _STORED_ANSWERS_PG, _STORED_ANSWERS_SQLITE, slots)
+        for row in _by_slots(session, sql.STORED_ANSWERS_PG, sql.STORED_ANSWERS_SQLITE, slots)
     }
     for i, item in enumerate(items):
         slot = item.idempotency_slot
@@ -530,49 +402,6 @@ def _check_causes(
     return causes
 
 
-_LEDGER_SET = ", ".join(
-    [
-        "last_ms = CASE WHEN ledgers.last_ms >= v.now THEN ledgers.last_ms + v.n "
-        "ELSE v.now + v.n - 1 END"
-    ]
-    + [f"{c} = ledgers.{c} + v.{c}" for c in LEDGER_COLUMNS]
-)
-_LEDGER_RETURNING = "RETURNING ledgers.account_id, ledgers.env, ledgers.last_ms"
-_LEDGER_FIELDS = (
-    ("account_id", "bigint"),
-    ("env", "varchar"),
-    ("n", "bigint"),
-    ("now", "bigint"),
-    *((c, "bigint") for c in LEDGER_COLUMNS),
-)
-# One UPDATE of every ledger row of a batch, returning each row's new
-# ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
-# ``last - n + 1 … last`` strictly increasing after the row's previous ones, and
-# equal to the wall clock unless a burst runs ahead of it.
-_LEDGER_PG = text(
-    f"UPDATE ledgers SET {_LEDGER_SET} FROM {_recordset('p_rows', 'v', _LEDGER_FIELDS)} "
-    f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {_LEDGER_RETURNING}"
-)
-_LOCK_LEDGERS_PG = text(
-    "SELECT l.account_id FROM ledgers AS l "
-    f"JOIN {_recordset('p_rows', 'v', _LEDGER_FIELDS[:2])} "
-    "ON l.account_id = v.account_id AND l.env = v.env "
-    "ORDER BY l.account_id, l.env FOR UPDATE OF l"
-)
-
-
-@cache
-def _ledger_sqlite(groups: int) -> Any:
-    names = ", ".join(name for name, _ in _LEDGER_FIELDS)
-    rows = ", ".join(
-        "(" + ", ".join(f":{name}{g}" for name, _ in _LEDGER_FIELDS) + ")" for g in range(groups)
-    )
-    return text(
-        f"WITH v({names}) AS (VALUES {rows}) UPDATE ledgers SET {_LEDGER_SET} FROM v "
-        f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {_LEDGER_RETURNING}"
-    )
-
-
 def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int]:
     """Update the ledger rows (totals and clock); each item's ``time_ms``."""
     conn = session.connection()
@@ -592,13 +421,13 @@ def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int
         if len(groups) > 1:
             # Lock the rows in one order, as every batch does, so that two
             # processes writing for the same accounts never deadlock.
-            conn.execute(_LOCK_LEDGERS_PG, {"p_rows": payload}).all()
-        updated = conn.execute(_LEDGER_PG, {"p_rows": payload})
+            conn.execute(sql.LOCK_LEDGERS_PG, {"p_rows": payload}).all()
+        updated = conn.execute(sql.LEDGER_PG, {"p_rows": payload})
     else:
         params = {
-            f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in _LEDGER_FIELDS
+            f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in sql.LEDGER_FIELDS
         }
-        updated = conn.execute(_ledger_sqlite(len(groups)), params)
+        updated = conn.execute(sql.ledger_sqlite(len(groups)), params)
     last = {(row[0], row[1]): row[2] for row in updated}
     times: dict[int, int] = {}
     for group in groups:
@@ -629,7 +458,7 @@ def _onboard(
         return {}
     conn = session.connection()
     found: dict[tuple[int, str, str], _Customer] = {}
-    for row in _by_slots(session, _FIND_CUSTOMERS_PG, _FIND_CUSTOMERS_SQLITE, wanted):
+    for row in _by_slots(session, sql.FIND_CUSTOMERS_PG, sql.FIND_CUSTOMERS_SQLITE, wanted):
         found[(row[0], row[1], row[2])] = _Customer(row[3], row[4], row[5], row[6], row[6], False)
 
     answers: dict[int, dict[str, Any]] = {}
@@ -670,7 +499,9 @@ def _onboard(
             for s in new_slots
         ]
         if conn.dialect.name == "postgresql":
-            inserted = conn.execute(_INSERT_CUSTOMERS_PG, {"p_rows": orjson.dumps(rows).decode()})
+            inserted = conn.execute(
+                sql.INSERT_CUSTOMERS_PG, {"p_rows": orjson.dumps(rows).decode()}
+            )
             pks = {customer_id: pk for customer_id, pk in inserted}
             for slot in new_slots:
                 found[slot].pk = pks[found[slot].customer_id]
@@ -696,23 +527,13 @@ def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, A
     return out
 
 
-@cache
-def _daily_upsert(dialect_name: str) -> Any:
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    stmt = dialect.insert(_daily)
-    return stmt.on_conflict_do_update(
-        index_elements=[_daily.c.account_id, _daily.c.env, _daily.c.day],
-        set_={k: _daily.c[k] + stmt.excluded[k] for k in RECORD_KEYS},
-    )
-
-
 def add_daily(session: Session, rows: dict[tuple[int, str, str], dict[str, int]]) -> None:
     """Add amounts to the daily series, one upsert per (account, env, day)."""
     if not rows:
         return
     conn = session.connection()
     conn.execute(
-        _daily_upsert(conn.dialect.name),
+        sql.daily_upsert(conn.dialect.name),
         [
             {"account_id": a, "env": e, "day": d, **amounts}
             for (a, e, d), amounts in sorted(rows.items())

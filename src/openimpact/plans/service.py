@@ -15,9 +15,9 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.auth import Caller
 from openimpact.db import Database, table
@@ -101,15 +101,11 @@ def plan_of(session: Session, account_id: int) -> dict[str, Any] | None:
 
 
 def _claim(session: Session, account_id: int, period: str, plan_id: int, now: int) -> bool:
-    conn = session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(_periods)
-        .values(account_id=account_id, period=period, plan_id=plan_id, created_ms=now)
-        .on_conflict_do_nothing(index_elements=[_periods.c.account_id, _periods.c.period])
-        .returning(_periods.c.id)
+    values = {"account_id": account_id, "period": period, "plan_id": plan_id, "created_ms": now}
+    return (
+        sql.insert_once(session.connection(), _periods, ["account_id", "period"], values)
+        is not None
     )
-    return conn.execute(stmt).scalar() is not None
 
 
 def grant_month(session: Session, account_id: int, period: str, now: int) -> int:

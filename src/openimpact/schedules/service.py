@@ -21,9 +21,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.auth import Caller
 from openimpact.db import Database, table
@@ -245,15 +245,12 @@ class PassReport:
 
 def _claim(session: Session, schedule_pk: int, period: str, now: int) -> int | None:
     """The period's row, inserted now, or None when it exists already."""
-    conn = session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(_periods)
-        .values(schedule_pk=schedule_pk, period=period, created_ms=now)
-        .on_conflict_do_nothing(index_elements=[_periods.c.schedule_pk, _periods.c.period])
-        .returning(_periods.c.id)
+    return sql.insert_once(
+        session.connection(),
+        _periods,
+        ["schedule_pk", "period"],
+        {"schedule_pk": schedule_pk, "period": period, "created_ms": now},
     )
-    return conn.execute(stmt).scalar()
 
 
 def _caller(session: Session, schedule: Schedule) -> Caller:

@@ -1,0 +1,269 @@
+"""The write path's statements in each database's own SQL.
+
+Everything here is written for one database: PostgreSQL's JSON recordsets and
+data-modifying CTEs, SQLite's json_each, and each dialect's upsert. The rest
+of the code reaches them through these names, so a reader finds in one place
+what depends on which database.
+
+Why the two spellings of a list lookup: PostgreSQL seeks the unique index once
+per row of a row-value IN list, but plans a list of each new length anew;
+SQLite scans the whole table for one (its planner seeks only single-column IN
+lists). So on PostgreSQL a list goes in as one JSON text unpacked by
+json_to_recordset (one statement text whatever the batch's size: psycopg
+prepares it once and the server plans it once, and orjson writes it faster than
+psycopg adapts arrays), and on SQLite as JSON driven by json_each.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from openimpact.budgets.models import BudgetMonth
+from openimpact.db import table
+from openimpact.impacts.models import DailyImpact
+from openimpact.kit import RECORD_KEYS
+
+_daily = table(DailyImpact)
+_months = table(BudgetMonth)
+
+LEDGER_COLUMNS: tuple[str, ...] = tuple(
+    f"{who}_{kind}" for who in ("user", "customer") for kind in RECORD_KEYS
+)
+
+
+# Lookups by (account, environment, key), one index seek per entry.
+STORED_ANSWERS_SQLITE = text(
+    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
+    "FROM json_each(:p_slots) AS j CROSS JOIN idempotency_keys AS i "
+    "WHERE i.account_id = json_extract(j.value, '$[0]') "
+    "AND i.env = json_extract(j.value, '$[1]') AND i.key = json_extract(j.value, '$[2]')"
+)
+FIND_CUSTOMERS_SQLITE = text(
+    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
+    "FROM json_each(:p_slots) AS j CROSS JOIN customers AS c "
+    "WHERE c.account_id = json_extract(j.value, '$[0]') "
+    "AND c.env = json_extract(j.value, '$[1]') AND c.email_key = json_extract(j.value, '$[2]')"
+)
+
+
+def recordset(param: str, alias: str, columns: tuple[tuple[str, str], ...]) -> str:
+    fields = ", ".join(f"{c} {t}" for c, t in columns)
+    return f"json_to_recordset(CAST(:{param} AS json)) AS {alias}({fields})"
+
+
+SLOT_COLUMNS = (("a", "bigint"), ("e", "varchar"), ("k", "varchar"))
+# LATERAL with LIMIT 1 (each triple is unique): one index seek per entry,
+# whatever the planner guesses of the list's length (json_to_recordset is
+# estimated at 100 rows, for which a hash join over the whole table looks
+# cheaper, and a plain join or LATERAL is flattened into one).
+STORED_ANSWERS_PG = text(
+    "SELECT i.account_id, i.env, i.key, i.request_hash, i.status_code, i.response_body "
+    f"FROM {recordset('p_slots', 'j', SLOT_COLUMNS)} CROSS JOIN LATERAL ("
+    "SELECT * FROM idempotency_keys WHERE account_id = j.a AND env = j.e AND key = j.k LIMIT 1"
+    ") AS i"
+)
+FIND_CUSTOMERS_PG = text(
+    "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
+    f"FROM {recordset('p_slots', 'j', SLOT_COLUMNS)} CROSS JOIN LATERAL ("
+    "SELECT * FROM customers WHERE account_id = j.a AND env = j.e AND email_key = j.k LIMIT 1"
+    ") AS c"
+)
+CUSTOMER_COLUMNS = (
+    ("customer_id", "varchar"),
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("email", "varchar"),
+    ("email_key", "varchar"),
+    ("name", "varchar"),
+    ("onboarded_ms", "bigint"),
+)
+INSERT_CUSTOMERS_PG = text(
+    f"INSERT INTO customers ({', '.join(c for c, _ in CUSTOMER_COLUMNS)}) "
+    f"SELECT * FROM {recordset('p_rows', 'r', CUSTOMER_COLUMNS)} "
+    "RETURNING customer_id, id"
+)
+VALID_KEYS_PG = text(
+    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(CAST(:p_hashes AS text[])) "
+    "AND revoked_ms IS NULL"
+)
+IMPACT_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("time_ms", "bigint"),
+    ("impact_type", "varchar"),
+    ("amount", "bigint"),
+    ("category", "varchar"),
+    ("cause", "varchar"),
+    ("customer_pk", "bigint"),
+    ("is_customer", "boolean"),
+    ("metadata", "json"),
+    ("notify", "boolean"),
+    ("is_bonus", "boolean"),
+    ("schedule_id", "varchar"),
+    ("period", "varchar"),
+    ("cost_cents", "bigint"),
+    ("certificate_id", "varchar"),
+    ("stage", "varchar"),
+)
+OUTBOX_COLUMNS = (
+    ("kind", "varchar"),
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("payload", "json"),
+    ("created_ms", "bigint"),
+    ("next_attempt_ms", "bigint"),
+    ("attempts", "integer"),
+)
+IDEMPOTENCY_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("key", "varchar"),
+    ("request_hash", "varchar"),
+    ("status_code", "integer"),
+    ("response_body", "text"),
+    ("created_ms", "bigint"),
+)
+DAILY_COLUMNS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("day", "varchar"),
+    *((k, "bigint") for k in RECORD_KEYS),
+)
+
+
+def insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str], ...]) -> str:
+    names = ", ".join(c for c, _ in columns)
+    return f"INSERT INTO {table_name} ({names}) SELECT * FROM {recordset(param, 'r', columns)}"
+
+
+# Impacts, the daily series, outbox messages and Idempotency-Keys in one
+# statement (data-modifying CTEs) of fixed text: one round trip per batch.
+INSERT_ROWS_PG = text(
+    "WITH i AS ("
+    + insert_from_json("impacts", "p_impacts", IMPACT_COLUMNS)
+    + "), d AS ("
+    + insert_from_json("daily_impacts", "p_daily", DAILY_COLUMNS)
+    + " ON CONFLICT (account_id, env, day) DO UPDATE SET "
+    + ", ".join(f"{k} = daily_impacts.{k} + excluded.{k}" for k in RECORD_KEYS)
+    + "), o AS ("
+    + insert_from_json("outbox", "p_outbox", OUTBOX_COLUMNS)
+    + "), k AS ("
+    + insert_from_json("idempotency_keys", "p_keys", IDEMPOTENCY_COLUMNS)
+    + ") SELECT 1"
+)
+
+
+LEDGER_SET = ", ".join(
+    [
+        "last_ms = CASE WHEN ledgers.last_ms >= v.now THEN ledgers.last_ms + v.n "
+        "ELSE v.now + v.n - 1 END"
+    ]
+    + [f"{c} = ledgers.{c} + v.{c}" for c in LEDGER_COLUMNS]
+)
+LEDGER_RETURNING = "RETURNING ledgers.account_id, ledgers.env, ledgers.last_ms"
+LEDGER_FIELDS = (
+    ("account_id", "bigint"),
+    ("env", "varchar"),
+    ("n", "bigint"),
+    ("now", "bigint"),
+    *((c, "bigint") for c in LEDGER_COLUMNS),
+)
+# One UPDATE of every ledger row of a batch, returning each row's new
+# ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
+# ``last - n + 1 … last`` strictly increasing after the row's previous ones, and
+# equal to the wall clock unless a burst runs ahead of it.
+LEDGER_PG = text(
+    f"UPDATE ledgers SET {LEDGER_SET} FROM {recordset('p_rows', 'v', LEDGER_FIELDS)} "
+    f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {LEDGER_RETURNING}"
+)
+LOCK_LEDGERS_PG = text(
+    "SELECT l.account_id FROM ledgers AS l "
+    f"JOIN {recordset('p_rows', 'v', LEDGER_FIELDS[:2])} "
+    "ON l.account_id = v.account_id AND l.env = v.env "
+    "ORDER BY l.account_id, l.env FOR UPDATE OF l"
+)
+
+
+@cache
+def ledger_sqlite(groups: int) -> Any:
+    names = ", ".join(name for name, _ in LEDGER_FIELDS)
+    rows = ", ".join(
+        "(" + ", ".join(f":{name}{g}" for name, _ in LEDGER_FIELDS) + ")" for g in range(groups)
+    )
+    return text(
+        f"WITH v({names}) AS (VALUES {rows}) UPDATE ledgers SET {LEDGER_SET} FROM v "
+        f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {LEDGER_RETURNING}"
+    )
+
+
+@cache
+def daily_upsert(dialect_name: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(_daily)
+    return stmt.on_conflict_do_update(
+        index_elements=[_daily.c.account_id, _daily.c.env, _daily.c.day],
+        set_={k: _daily.c[k] + stmt.excluded[k] for k in RECORD_KEYS},
+    )
+
+
+# Budgets (budgets/service.py) -------------------------------------------------------------
+
+# The budget rows of a batch: locked (PostgreSQL) in one order, so that two
+# batches of one account wait for each other here. The month's spend is read
+# by a second statement, after the lock: a statement that waited for a lock
+# sees the locked rows as committed since, but the rows it joined to them as
+# they were when it began.
+BUDGETS_PG = text(
+    "SELECT b.account_id, b.env, b.monthly_cents "
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
+    "JOIN budgets AS b ON b.account_id = j.a AND b.env = j.e "
+    "ORDER BY b.account_id, b.env FOR UPDATE OF b"
+)
+MONTHS_PG = text(
+    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
+    "JOIN budget_months AS m ON m.account_id = j.a AND m.env = j.e AND m.month = :p_month"
+)
+BUDGETS_SQLITE = text(
+    "SELECT b.account_id, b.env, b.monthly_cents "
+    "FROM json_each(:p_rows) AS j CROSS JOIN budgets AS b "
+    "ON b.account_id = json_extract(j.value, '$[0]') AND b.env = json_extract(j.value, '$[1]')"
+)
+MONTHS_SQLITE = text(
+    "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
+    "FROM json_each(:p_rows) AS j CROSS JOIN budget_months AS m "
+    "ON m.account_id = json_extract(j.value, '$[0]') AND m.env = json_extract(j.value, '$[1]') "
+    "AND m.month = :p_month"
+)
+
+
+@cache
+def budget_month_upsert(dialect_name: str) -> Any:
+    """A month's spend, and when its owners were told, keeping the first telling."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(_months)
+    return stmt.on_conflict_do_update(
+        index_elements=[_months.c.account_id, _months.c.env, _months.c.month],
+        set_={
+            "spent_cents": stmt.excluded.spent_cents,
+            "warned_ms": func.coalesce(_months.c.warned_ms, stmt.excluded.warned_ms),
+            "exceeded_ms": func.coalesce(_months.c.exceeded_ms, stmt.excluded.exceeded_ms),
+        },
+    )
+
+
+def insert_once(conn: Connection, table_: Table, unique: list[str], values: dict[str, Any]) -> Any:
+    """Insert a row unless one with the same ``unique`` columns exists: its id,
+    or None. The exactly-once gate of schedule periods and plan months."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(table_)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[table_.c[name] for name in unique])
+        .returning(table_.c.id)
+    )
+    return conn.execute(stmt).scalar()
