@@ -190,3 +190,49 @@ def test_a_caller_helper_sees_only_its_environment(api: Api) -> None:
     assert api.as_(keys).get("/v1/budget").json()["monthly_cents"] is None
     assert api.as_(keys, "sandbox").get("/v1/budget").json()["monthly_cents"] == 5000
     assert isinstance(api.as_(keys), Caller)
+
+
+def test_a_budget_removed_and_set_again_counts_the_month_again(api: Api) -> None:
+    _prices(api, tree_planted=10)
+    keys = api.account()
+    me = api.as_(keys)
+    _budget(api, keys, 1000)
+    me.post("/v1/plant_tree", {"amount": 10})  # $1.00, counted
+    _budget(api, keys, None)
+    unbudgeted = me.post("/v1/plant_tree", {"amount": 20}).json()  # $2.00, no budget
+    _budget(api, keys, 1000)
+    assert me.get("/v1/budget").json()["spent_cents"] == 300
+    # Its cost was stamped when the month was counted: a cancel gives it back.
+    me.post("/v1/cancel_impact", {"user_id": keys.user_id, "time_utc": unbudgeted["time_utc"]})
+    assert me.get("/v1/budget").json()["spent_cents"] == 100
+
+
+def test_cancels_and_writes_at_once_keep_the_spend_exact(api: Api) -> None:
+    _prices(api, coral_restored=10)
+    keys = api.account()
+    me = api.as_(keys)
+    _budget(api, keys, 100_000)
+    made = [me.post("/v1/restore_coral", {"amount": 5}).json() for _ in range(20)]
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api.client.app)
+        headers = {"x-api-key": keys.production_key}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            writes = [
+                http.post("/v1/restore_coral", json={"amount": 3}, headers=headers)
+                for _ in range(20)
+            ]
+            cancels = [
+                http.post(
+                    "/v1/cancel_impact",
+                    json={"user_id": keys.user_id, "time_utc": m["time_utc"]},
+                    headers=headers,
+                )
+                for m in made[:10]
+            ]
+            return await asyncio.gather(*writes, *cancels)
+
+    assert {r.status_code for r in asyncio.run(burst())} == {200}
+    # 10 of the first 20 remain (5 each) and the 20 new ones (3 each), at 10 cents.
+    assert _spent(api, keys) == (10 * 5 + 20 * 3) * 10
+    assert me.get("/v1/impact").json()["coral_restored"] == 10 * 5 + 20 * 3

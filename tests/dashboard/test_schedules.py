@@ -123,6 +123,13 @@ def test_the_track_view_says_which_schedule_and_month(client: TestClient) -> Non
     account_id = db.run_sync(
         lambda s: s.scalar(select(Account.id).where(Account.user_id == owner.account.user_id))
     )
+    from openimpact.schedules.models import Schedule
+
+    def backdate(session: object) -> None:  # as if made on its start day
+        schedule = session.scalar(select(Schedule).where(Schedule.schedule_id == schedule_id))  # type: ignore[attr-defined]
+        schedule.not_before = schedule.starts_on
+
+    db.run_sync(backdate, write=True)
     assert run_due(db, date(2026, 1, 2), account_id=account_id).created == 1
     (record,) = _api(client, owner.account).walk("/v1/records", "user_records")
     tracking_id = f"{owner.account.user_id}-{record['time_utc']}"

@@ -14,17 +14,45 @@ from openimpact.accounts.models import Account
 from openimpact.db import Database
 from openimpact.notifications.models import OutboxMessage
 from openimpact.schedules import service
-from openimpact.schedules.models import SchedulePeriod
+from openimpact.schedules.models import Schedule, SchedulePeriod
 from openimpact.worker import run_once
 from tests.factories import Api, Caller
 
 TREES = {"impact_type": "tree_planted", "amount": 100, "day_of_month": 1, "starts_on": "2026-01-01"}
 
 
-def _create(me: Caller, **fields: Any) -> dict[str, Any]:
+def _create(me: Caller, *, created_on: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A schedule made through the API; ``created_on`` moves it back to that
+    day, as if it had been made then (its start is then the first period it
+    may create, as for a schedule made on its start day)."""
     response = me.post("/v1/schedules", {**TREES, **fields})
     assert response.status_code == 200, response.text
-    return response.json()
+    made = response.json()
+    day = created_on or made["starts_on"]
+    if day < service.today().isoformat():
+        db = me.client.app.state.db  # type: ignore[attr-defined]
+
+        def backdate(session: Any) -> None:
+            schedule = session.scalar(select(Schedule).where(Schedule.schedule_id == made["id"]))
+            schedule.not_before = max(schedule.starts_on, day)
+
+        db.run_sync(backdate, write=True)
+    return made
+
+
+def test_a_schedule_starts_with_the_first_period_due_after_it_is_made(api: Api) -> None:
+    """Made today with a start months back, it creates nothing for the past."""
+    me = api.as_(api.account())
+    response = me.post("/v1/schedules", {**TREES, "starts_on": "2025-01-01"})
+    made = response.json()
+    today = service.today()
+    assert made["next_run_on"] >= today.isoformat()
+    assert _run(me, today - timedelta(days=1)).created == 0
+    report = _run(me, today)
+    assert report.created == (1 if today.day == 1 else 0)
+    if report.created:
+        # Created: the next run is next month's.
+        assert me.get(f"/v1/schedules/{made['id']}").json()["next_run_on"] > today.isoformat()
 
 
 def _records(me: Caller) -> list[dict[str, Any]]:

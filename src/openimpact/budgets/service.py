@@ -24,11 +24,11 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from openimpact import sql
-from openimpact.accounts.models import Account
+from openimpact.accounts.models import Account, Ledger
 from openimpact.auth import Caller
 from openimpact.budgets.models import Budget, BudgetMonth, ImpactPrice
 from openimpact.db import table
@@ -106,18 +106,43 @@ def cost_of(prices: dict[str, int], impact_type: str, amount: int) -> int:
 # Budgets ------------------------------------------------------------------------
 
 
+def lock_budget(session: Session, account_id: int, env: str) -> None:
+    """Wait for the writers of the account's budget (a cancel takes this lock
+    before the ledger's, in the order the write path takes them)."""
+    session.execute(
+        select(Budget.account_id)
+        .where(Budget.account_id == account_id, Budget.env == env)
+        .with_for_update()
+    ).all()
+
+
 def set_budget(
     session: Session, account_id: int, env: str, monthly_cents: int | None, now: int | None = None
 ) -> None:
     """Set (or with None remove) the monthly cap. A new budget counts the
-    month's spend so far from the records, at today's prices."""
+    month's spend so far from the records, and stamps their cost at today's
+    prices; removing one forgets the spend, which a new budget counts again."""
     now = now if now is not None else now_ms()
     if monthly_cents is not None and not 1 <= monthly_cents <= MAX_MONTHLY_CENTS:
         raise ValidationFailed("monthly_cents: must be a whole number of cents, at least 1")
+    # Writers of this account and environment wait until this commits, so
+    # none counts against a budget that is half set; the locks are taken in
+    # the write path's order (the budget's, then the ledger's).
+    lock_budget(session, account_id, env)
+    session.execute(
+        select(Ledger.account_id)
+        .where(Ledger.account_id == account_id, Ledger.env == env)
+        .with_for_update()
+    ).all()
     budget = session.get(Budget, (account_id, env))
     if monthly_cents is None:
         if budget is not None:
             session.delete(budget)
+            session.execute(
+                delete(BudgetMonth).where(
+                    BudgetMonth.account_id == account_id, BudgetMonth.env == env
+                )
+            )
             session.flush()
         return
     if budget is None:
@@ -127,26 +152,41 @@ def set_budget(
     else:
         budget.monthly_cents, budget.updated_ms = monthly_cents, now
     month = month_of(now)
-    row = session.get(BudgetMonth, (account_id, env, month))
-    if row is None:
-        start, end = _month_bounds(month)
-        prices = unit_prices(session)
-        spent = 0
-        for impact_type, amount, cost in session.execute(
-            select(Impact.impact_type, func.sum(Impact.amount), func.sum(Impact.cost_cents))
-            .where(
-                Impact.account_id == account_id,
-                Impact.env == env,
-                Impact.time_ms >= start,
-                Impact.time_ms < end,
-                Impact.cancelled_ms.is_(None),
-                Impact.is_bonus.is_(False),
+    if session.get(BudgetMonth, (account_id, env, month)) is None:
+        session.add(
+            BudgetMonth(
+                account_id=account_id,
+                env=env,
+                month=month,
+                spent_cents=_count_month(session, account_id, env, month),
             )
-            .group_by(Impact.impact_type)
-        ):
-            spent += int(cost) if cost is not None else cost_of(prices, impact_type, int(amount))
-        session.add(BudgetMonth(account_id=account_id, env=env, month=month, spent_cents=spent))
+        )
     session.flush()
+
+
+def _count_month(session: Session, account_id: int, env: str, month: str) -> int:
+    """The month's spend from its records: stamps each impact's cost (those
+    written without a budget have none yet), then adds them up."""
+    start, end = _month_bounds(month)
+    mine = (
+        Impact.account_id == account_id,
+        Impact.env == env,
+        Impact.time_ms >= start,
+        Impact.time_ms < end,
+        Impact.is_bonus.is_(False),
+    )
+    for impact_type, cents in unit_prices(session).items():
+        session.execute(
+            update(Impact)
+            .where(*mine, Impact.impact_type == impact_type, Impact.cost_cents.is_(None))
+            .values(cost_cents=Impact.amount * cents)
+        )
+    spent = session.scalar(
+        select(func.coalesce(func.sum(Impact.cost_cents), 0)).where(
+            *mine, Impact.cancelled_ms.is_(None)
+        )
+    )
+    return int(spent or 0)
 
 
 @dataclass(frozen=True)
@@ -315,17 +355,28 @@ def _email_owners(
 
 
 def give_back(session: Session, impact: Impact) -> None:
-    """A cancelled impact's cost, back to the month it was spent in."""
-    if impact.is_bonus:
+    """A cancelled impact's cost, back to the month it was spent in (the
+    caller holds the budget's lock: see lock_budget)."""
+    if impact.is_bonus or not impact.cost_cents:
         return
     month = month_of(impact.time_ms)
-    row = session.get(BudgetMonth, (impact.account_id, impact.env, month))
-    if row is None:
-        return
-    cost = impact.cost_cents
-    if cost is None:
-        cost = cost_of(unit_prices(session), impact.impact_type, impact.amount)
-    row.spent_cents = max(0, row.spent_cents - cost)
+    session.execute(
+        update(BudgetMonth)
+        .where(
+            BudgetMonth.account_id == impact.account_id,
+            BudgetMonth.env == impact.env,
+            BudgetMonth.month == month,
+        )
+        .values(
+            spent_cents=case(
+                (
+                    BudgetMonth.spent_cents > impact.cost_cents,
+                    BudgetMonth.spent_cents - impact.cost_cents,
+                ),
+                else_=0,
+            )
+        )
+    )
 
 
 def caller_budget(session: Session, caller: Caller) -> dict[str, Any]:

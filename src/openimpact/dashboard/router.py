@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -955,7 +956,8 @@ async def create_schedule(request: Request, member: OwnerDep) -> Response:
         try:
             made = await request.app.state.db.run(views.create_schedule, member, fields, write=True)
         except ValidationFailed as exc:
-            for part in exc.message.split("; "):
+            fields_ = "|".join(_SCHEDULE_FIELDS)
+            for part in re.split(rf"; (?=(?:{fields_}): )", exc.message):
                 field, _, text = part.partition(": ")
                 errors[field if field in _SCHEDULE_FIELDS else "form"] = (
                     text[:1].upper() + text[1:] if text else part

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Ledger
 from openimpact.auth import Caller
-from openimpact.budgets.service import give_back
+from openimpact.budgets.service import give_back, lock_budget
 from openimpact.db import rowcount, table
 from openimpact.errors import IdempotencyConflict, NotFound, OpenImpactError, ValidationFailed
 from openimpact.impacts.batch import (
@@ -163,6 +163,7 @@ def cancel_impact(
         .values(cancelled_ms=now, cancellation_reason=reason)
     )
     if rowcount(result) == 1:
+        lock_budget(session, caller.account_id, caller.env)
         column = ("customer_" if impact.is_customer else "user_") + impact.impact_type
         session.execute(
             update(_ledger)

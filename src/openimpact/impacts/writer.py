@@ -208,7 +208,10 @@ class Writer:
         pool's liveness ping, a round trip per batch. A connection the
         database dropped raises here (the batch answers 503) and is replaced
         by a fresh one for the next batch."""
-        conn = self._idle.pop() if self._idle else self.db.connect(write=True)
+        try:
+            conn = self._idle.pop()  # another thread may take the last one first
+        except IndexError:
+            conn = self.db.connect(write=True)
         keep = False
         try:
             with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:

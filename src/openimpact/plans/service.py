@@ -11,6 +11,7 @@ is granted by the first pass in that month after the account is on the plan.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
@@ -28,6 +29,7 @@ from openimpact.kit import RECORD_KEYS
 from openimpact.plans.models import Plan, PlanPeriod
 from openimpact.timeutil import day_of, now_ms
 
+log = logging.getLogger(__name__)
 _periods = table(PlanPeriod)
 BONUS_ENV = "production"
 
@@ -151,5 +153,8 @@ def grant_bonuses(
 
     created = 0
     for account in db.run_sync(due):
-        created += db.run_sync(grant_month, account, period, now, write=True)
+        try:
+            created += db.run_sync(grant_month, account, period, now, write=True)
+        except Exception:  # this account only: the next pass tries it again
+            log.exception("bonus of account %s for %s failed", account, period)
     return created

@@ -70,7 +70,9 @@ async def list_schedules(
 async def get_schedule(request: Request, caller: AccountDep, schedule_id: ScheduleId) -> Any:
     def read(session: Any) -> dict[str, Any]:
         found = service.find_schedule(session, caller, schedule_id)
-        return service.schedule_out(found, service.today())
+        day = service.today()
+        made = service.made_periods(session, [found.id], day).get(found.id, frozenset())
+        return service.schedule_out(found, day, made)
 
     return JSONResponse(await request.app.state.db.run(read))
 

@@ -15,6 +15,7 @@ stays unique and increasing) and carries its period.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,6 +35,8 @@ from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.schedules.models import Schedule, SchedulePeriod
 from openimpact.schedules.schemas import ScheduleCreate, SchedulePatch, check_amount
 from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso_ms
+
+log = logging.getLogger(__name__)
 
 # How far back a pass creates missed periods: a server down for up to three
 # months catches up completely; older periods are not created.
@@ -86,7 +89,9 @@ def create_schedule(session: Session, caller: Caller, body: ScheduleCreate) -> d
         day_of_month=body.day_of_month,
         starts_on=starts.isoformat(),
         ends_on=ends.isoformat() if ends else None,
-        not_before=starts.isoformat(),
+        # Periods due before the schedule existed are not created: it starts
+        # with the first one due from today on.
+        not_before=max(starts, today()).isoformat(),
         status="active",
         created_ms=now,
         updated_ms=now,
@@ -138,7 +143,9 @@ def update_schedule(
             schedule.not_before = max(schedule.not_before, day.isoformat())
         schedule.status = patch.status
     schedule.updated_ms = now_ms()
-    return schedule_out(schedule, day)
+    return schedule_out(
+        schedule, day, made_periods(session, [schedule.id], day).get(schedule.id, frozenset())
+    )
 
 
 def delete_schedule(session: Session, caller: Caller, schedule_id: str) -> dict[str, Any]:
@@ -164,7 +171,8 @@ def list_schedules(
     page = rows[:limit]
     next_cursor = codec.encode(scope, [page[-1].id]) if len(rows) > limit and page else None
     day = today()
-    return [schedule_out(s, day) for s in page], next_cursor
+    made = made_periods(session, [s.id for s in page], day)
+    return [schedule_out(s, day, made.get(s.id, frozenset())) for s in page], next_cursor
 
 
 def _due(year: int, month: int, day_of_month: int) -> date:
@@ -175,19 +183,36 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
-def next_run(schedule: Schedule, today: date) -> date | None:
-    """The due day of the next period still to be created, if any."""
+def next_run(schedule: Schedule, today: date, made: frozenset[str] = frozenset()) -> date | None:
+    """The due day of the next period still to be created, if any: from
+    today (or the resume) on, skipping the periods ``made`` already."""
     if schedule.status != "active" or schedule.deleted_ms is not None:
         return None
     start = max(date.fromisoformat(schedule.not_before), today)
     year, month = start.year, start.month
     due = _due(year, month, schedule.day_of_month)
-    if due < start:
+    while due < start or f"{year:04d}-{month:02d}" in made:
         year, month = _next_month(year, month)
         due = _due(year, month, schedule.day_of_month)
     if schedule.ends_on is not None and due > date.fromisoformat(schedule.ends_on):
         return None
     return due
+
+
+def made_periods(
+    session: Session, schedule_pks: list[int], today: date
+) -> dict[int, frozenset[str]]:
+    """The periods of this month on that were created already, per schedule."""
+    made: dict[int, set[str]] = {}
+    if schedule_pks:
+        for pk, period in session.execute(
+            select(SchedulePeriod.schedule_pk, SchedulePeriod.period).where(
+                SchedulePeriod.schedule_pk.in_(schedule_pks),
+                SchedulePeriod.period >= today.isoformat()[:7],
+            )
+        ):
+            made.setdefault(pk, set()).add(period)
+    return {pk: frozenset(periods) for pk, periods in made.items()}
 
 
 def due_periods(schedule: Schedule, as_of: date) -> list[str]:
@@ -208,7 +233,9 @@ def due_periods(schedule: Schedule, as_of: date) -> list[str]:
     return periods
 
 
-def schedule_out(schedule: Schedule, today: date) -> dict[str, Any]:
+def schedule_out(
+    schedule: Schedule, today: date, made: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": schedule.schedule_id,
         "status": schedule.status,
@@ -225,7 +252,7 @@ def schedule_out(schedule: Schedule, today: date) -> dict[str, Any]:
         "metadata": schedule.meta,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
-    upcoming = next_run(schedule, today)
+    upcoming = next_run(schedule, today, made)
     if upcoming is not None:
         out["next_run_on"] = upcoming.isoformat()
         out["next_period"] = upcoming.isoformat()[:7]
@@ -263,7 +290,8 @@ def create_period(session: Session, schedule_pk: int, period: str, now: int) -> 
     """Create one period's impact in the session's transaction: "created",
     "refused" (the reason is kept with the period), or None when another pass
     made it already."""
-    schedule = session.get(Schedule, schedule_pk)
+    # Locked: a pause or a delete committing meanwhile is seen, not overtaken.
+    schedule = session.get(Schedule, schedule_pk, with_for_update=True)
     if schedule is None or schedule.deleted_ms is not None or schedule.status != "active":
         return None
     period_pk = _claim(session, schedule_pk, period, now)
@@ -335,7 +363,11 @@ def run_due(
     created = refused = 0
     for schedule_pk, periods in db.run_sync(candidates):
         for period in periods:
-            outcome = db.run_sync(create_period, schedule_pk, period, now, write=True)
+            try:
+                outcome = db.run_sync(create_period, schedule_pk, period, now, write=True)
+            except Exception:  # this period only: the next pass tries it again
+                log.exception("schedule %s, period %s failed", schedule_pk, period)
+                break
             created += outcome == "created"
             refused += outcome == "refused"
     return PassReport(created, refused)
