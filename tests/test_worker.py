@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 
 from openimpact.app import create_app
 from openimpact.impacts.models import IdempotencyRecord, Impact
-from openimpact.notifications.models import OutboxMessage
 from openimpact.notifications.service import MAX_ATTEMPTS, NO_SMTP, parse_smtp_url
+from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.worker import deliver_emails, purge_idempotency_keys, run_once
 from tests.conftest import TestDatabase

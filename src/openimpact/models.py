@@ -6,7 +6,7 @@ from openimpact.customers.models import Customer
 from openimpact.db import Base
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.lifecycle.models import ImpactTransition
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox.models import OutboxMessage
 from openimpact.plans.models import Plan, PlanPeriod
 from openimpact.projects.models import Cause, Partner, Project, Sdg
 from openimpact.public.models import CustomerPage, PublicProfile

@@ -35,7 +35,7 @@ from openimpact.db import Database, rowcount, table
 from openimpact.impacts.models import IdempotencyRecord
 from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import new_batch_id
-from openimpact.notifications import service as outbox
+from openimpact.notifications import service as mail
 from openimpact.timeutil import now_ms
 from openimpact.users import emails as user_emails
 
@@ -85,20 +85,20 @@ def deliver_emails(
     now = now if now is not None else now_ms()
     counts = {"sent": 0, "retried": 0, "failed": 0}
     if not settings.smtp_url:
-        counts["failed"] = db.run_sync(outbox.fail_all_due, now, outbox.NO_SMTP, write=True)
+        counts["failed"] = db.run_sync(mail.fail_all_due, now, mail.NO_SMTP, write=True)
         return counts
     try:
-        target = outbox.parse_smtp_url(settings.smtp_url)
+        target = mail.parse_smtp_url(settings.smtp_url)
     except ValueError as exc:
-        counts["failed"] = db.run_sync(outbox.fail_all_due, now, str(exc), write=True)
+        counts["failed"] = db.run_sync(mail.fail_all_due, now, str(exc), write=True)
         return counts
-    claimed: list[outbox.Claimed] = db.run_sync(outbox.claim_due, now, EMAILS_PER_PASS, write=True)
+    claimed: list[mail.Claimed] = db.run_sync(mail.claim_due, now, EMAILS_PER_PASS, write=True)
     if not claimed:
         return counts
 
-    def failed(message: outbox.Claimed, error: str) -> None:
-        db.run_sync(outbox.record_failure, message, now_ms(), error, write=True)
-        counts["failed" if message.attempts >= outbox.MAX_ATTEMPTS else "retried"] += 1
+    def failed(message: mail.Claimed, error: str) -> None:
+        db.run_sync(mail.record_failure, message, now_ms(), error, write=True)
+        counts["failed" if message.attempts >= mail.MAX_ATTEMPTS else "retried"] += 1
 
     factory = smtp_factory or (smtplib.SMTP_SSL if target.security == "tls" else smtplib.SMTP)
     try:
@@ -113,7 +113,7 @@ def deliver_emails(
                 except (KeyError, TypeError, ValueError) as exc:
                     # A message that cannot be written will never succeed.
                     db.run_sync(
-                        outbox.record_failure,
+                        mail.record_failure,
                         _final(message),
                         now_ms(),
                         f"cannot compose: {exc}",
@@ -126,7 +126,7 @@ def deliver_emails(
                 except (smtplib.SMTPException, OSError) as exc:
                     failed(message, f"{type(exc).__name__}: {exc}")
                     continue
-                db.run_sync(outbox.record_delivered, message.id, now_ms(), write=True)
+                db.run_sync(mail.record_delivered, message.id, now_ms(), write=True)
                 counts["sent"] += 1
     except (smtplib.SMTPException, OSError) as exc:
         # The server could not be reached (or dropped us): every claimed
@@ -137,19 +137,19 @@ def deliver_emails(
     return counts
 
 
-def _compose(message: outbox.Claimed, settings: Settings) -> Any:
+def _compose(message: mail.Claimed, settings: Settings) -> Any:
     """The email of a message: a dashboard user's link, or a customer notification."""
     if message.payload.get("template") in user_emails.TEMPLATES:
         return user_emails.compose(message.payload, settings.mail_from)
     if message.payload.get("template") in budget_emails.TEMPLATES:
         return budget_emails.compose(message.payload, settings.mail_from)
-    return outbox.compose_email(
+    return mail.compose_email(
         message.payload, message.business_name, settings.mail_from, settings.public_url
     )
 
 
-def _final(message: outbox.Claimed) -> outbox.Claimed:
-    return outbox.Claimed(message.id, outbox.MAX_ATTEMPTS, message.payload, message.business_name)
+def _final(message: mail.Claimed) -> mail.Claimed:
+    return mail.Claimed(message.id, mail.MAX_ATTEMPTS, message.payload, message.business_name)
 
 
 def grant_bonuses(db: Database) -> int:

@@ -33,7 +33,7 @@ from openimpact.db import Database
 from openimpact.impacts.models import Impact
 from openimpact.impacts.service import NewImpact, record_impact
 from openimpact.lifecycle.service import STEPS, advance, impact_by_tracking_id, new_batch_id
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
 from openimpact.users.models import User, UserSession, UserToken

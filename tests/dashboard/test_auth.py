@@ -19,7 +19,7 @@ from openimpact.accounts.models import Account, ApiKey
 from openimpact.config import Settings
 from openimpact.db import Database
 from openimpact.impacts.models import Impact
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import now_ms
 from openimpact.users.models import User, UserSession, UserToken
 from tests.conftest import TestDatabase

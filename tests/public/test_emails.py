@@ -13,8 +13,8 @@ from sqlalchemy import event, select
 
 from openimpact.lifecycle.service import STEPS
 from openimpact.lifecycle.service import advance as advance_chunk
-from openimpact.notifications.models import OutboxMessage
 from openimpact.notifications.service import compose_email
+from openimpact.outbox.models import OutboxMessage
 from tests.conftest import TestDatabase
 from tests.factories import Api
 from tests.lifecycle.conftest import impact_row

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from openimpact.accounts.models import Account
 from openimpact.db import Database
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox.models import OutboxMessage
 from openimpact.schedules import service
 from openimpact.schedules.models import Schedule, SchedulePeriod
 from openimpact.worker import run_once

@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openimpact import sql
@@ -35,7 +35,7 @@ from openimpact.db import table
 from openimpact.errors import OpenImpactError, ValidationFailed
 from openimpact.impacts.models import Impact
 from openimpact.kit import RECORD_KEYS
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox import service as outbox
 from openimpact.timeutil import day_of, day_start_ms, now_ms
 from openimpact.users.models import User
 
@@ -44,7 +44,6 @@ WARN_AT = 0.8
 MAX_MONTHLY_CENTS = 10**13
 
 _months = table(BudgetMonth)
-_outbox = table(OutboxMessage)
 
 
 class BudgetExceeded(OpenImpactError):
@@ -329,29 +328,19 @@ def _email_owners(
     owners = session.scalars(
         select(User.email).where(User.account_id == account_id, User.role == "owner")
     ).all()
-    rows = [
-        {
-            "kind": "email",
-            "account_id": account_id,
-            "env": env,
-            "payload": {
-                "template": template,
-                "to": email,
-                "account_name": account.name if account else "",
-                "env": env,
-                "month": month,
-                "monthly_cents": cap.monthly_cents,
-                "spent_cents": cap.spent,
-                "resets_on": resets_on(month).isoformat(),
-            },
-            "created_ms": now,
-            "next_attempt_ms": now,
-            "attempts": 0,
-        }
-        for email in owners
-    ]
-    if rows:
-        session.connection().execute(insert(_outbox), rows)
+    facts = {
+        "template": template,
+        "account_name": account.name if account else "",
+        "env": env,
+        "month": month,
+        "monthly_cents": cap.monthly_cents,
+        "spent_cents": cap.spent,
+        "resets_on": resets_on(month).isoformat(),
+    }
+    outbox.enqueue(
+        session,
+        [outbox.message("email", account_id, env, {**facts, "to": email}, now) for email in owners],
+    )
 
 
 def give_back(session: Session, impact: Impact) -> None:

@@ -51,7 +51,8 @@ from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.kit import RECORD_KEYS
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox import service as outbox
+from openimpact.outbox.models import OutboxMessage
 from openimpact.sql import LEDGER_COLUMNS
 from openimpact.timeutil import day_of, ms_to_iso
 
@@ -255,17 +256,8 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
         if customer is not None:
             body["customer"] = customer[1]
         if notify:
-            outbox_rows.append(
-                {
-                    "kind": "email",
-                    "account_id": caller.account_id,
-                    "env": caller.env,
-                    "payload": {"template": "impact_created", "user_id": caller.user_id, **body},
-                    "created_ms": now,
-                    "next_attempt_ms": now,
-                    "attempts": 0,
-                }
-            )
+            payload = {"template": outbox.IMPACT_CREATED, "user_id": caller.user_id, **body}
+            outbox_rows.append(outbox.message("email", caller.account_id, caller.env, payload, now))
         outcome = Outcome(status=200, body=body)
         if item.key is not None:
             idem_rows.append(

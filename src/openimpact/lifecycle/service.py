@@ -58,8 +58,8 @@ from openimpact.errors import NotFound, ValidationFailed
 from openimpact.impacts.models import STAGES, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle.assignment import Assigner
+from openimpact.lifecycle.messages import queue_completion_emails
 from openimpact.lifecycle.models import ImpactTransition
-from openimpact.notifications import service as outbox
 from openimpact.projects.models import Project
 from openimpact.timeutil import datetime_to_ms, day_start_ms, ms_to_datetime, ms_to_iso, now_ms
 
@@ -435,7 +435,7 @@ def advance(
         wanted = {row.id for row in rows if row.notify}
         notified = [impact_id for impact_id, *_rest in changed if impact_id in wanted]
         if notified:
-            outbox.queue_completion_emails(session, notified, now_ms())
+            queue_completion_emails(session, notified, now_ms())
     outcome.changed = len(changed)
     for _id, _at, impact_type, project_id in changed:
         outcome.by_type[impact_type] += 1

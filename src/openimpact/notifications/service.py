@@ -1,22 +1,14 @@
-"""Outbox messages: what an email says, and the bookkeeping of each attempt.
+"""Emails of the outbox: what an email says, and its delivery bookkeeping.
 
-A message is written in the same transaction as the change it reports: the
-impact (``impacts/service.py``: "made on your behalf") or its completion
+An email is written in the same transaction as the change it reports: the
+impact (``impacts/batch.py``: "made on your behalf") or its completion
 (``lifecycle/service.py::advance``: "completed, certificate final"); the
-worker delivers it later (``worker.py``):
-
-    due ──claim (lease)──▶ sending ──ok──▶ delivered_ms
-                               └──error──▶ next_attempt_ms = now + backoff
-                                           … after MAX_ATTEMPTS: failed_ms
-
-A claim is a conditional UPDATE on ``next_attempt_ms``, so of several workers
-exactly one sends a given attempt; a worker that dies while sending lets the
-lease run out and the message is tried again (at-least-once).
+worker delivers it later (``worker.py``), through the outbox's leases and
+retries (``outbox/service.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -25,42 +17,33 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account
 from openimpact.certificates.render import describe_impact
 from openimpact.customers.models import Customer
-from openimpact.db import rowcount, table
+from openimpact.db import table
 from openimpact.errors import OpenImpactError
 from openimpact.impacts.models import Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle.assignment import Assigner
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox import service as outbox
 from openimpact.projects.models import Project
 from openimpact.public import links
-from openimpact.timeutil import ms_to_iso, parse_iso_ms
+from openimpact.timeutil import parse_iso_ms
 from openimpact.web import template_environment
 
-MAX_ATTEMPTS = 8
-BASE_BACKOFF_SECONDS = 30
-MAX_BACKOFF_SECONDS = 3600
-LEASE_SECONDS = 300
+MAX_ATTEMPTS = outbox.MAX_ATTEMPTS
 NO_SMTP = "no SMTP server configured"
+EMAIL = "email"
 
-_outbox = table(OutboxMessage)
 _impacts = table(Impact)
 _customers = table(Customer)
 _accounts = table(Account)
 # Rows per multi-row INSERT: 7 parameters each, well under SQLite's 32,766
 # and PostgreSQL's 65,535 bound parameters per statement.
 _ROWS_PER_INSERT = 1000
-
-
-def backoff_ms(attempts: int) -> int:
-    """Delay before the next try after ``attempts`` failed ones: 30 s, 60 s,
-    120 s, ... capped at an hour."""
-    return min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(0, attempts - 1)) * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,76 +86,23 @@ class Claimed:
 
 
 def fail_all_due(session: Session, now: int, reason: str) -> int:
-    """Give up on every due email at once (no way to send any of them), so
-    nothing piles up; the reason is recorded on each."""
-    return rowcount(
-        session.execute(
-            update(_outbox)
-            .where(
-                _outbox.c.kind == "email",
-                _outbox.c.delivered_ms.is_(None),
-                _outbox.c.failed_ms.is_(None),
-                _outbox.c.next_attempt_ms <= now,
-            )
-            .values(failed_ms=now, last_error=reason)
-        )
-    )
+    """Give up on every due email at once (no way to send any of them)."""
+    return outbox.fail_all_due(session, EMAIL, now, reason)
 
 
 def claim_due(session: Session, now: int, limit: int) -> list[Claimed]:
-    o = _outbox
-    rows = session.execute(
-        select(
-            o.c.id,
-            o.c.next_attempt_ms,
-            o.c.attempts,
-            o.c.payload,
-            Account.name,
-            o.c.account_id,
-            o.c.env,
-        )
-        .join(Account, Account.id == o.c.account_id, isouter=True)
-        .where(
-            o.c.kind == "email",
-            o.c.delivered_ms.is_(None),
-            o.c.failed_ms.is_(None),
-            o.c.next_attempt_ms <= now,
-        )
-        .order_by(o.c.next_attempt_ms, o.c.id)
-        .limit(limit)
-    ).all()
-    claimed = []
-    where: dict[int, tuple[int, str]] = {}
-    for message_id, seen, attempts, payload, name, account_id, env in rows:
-        won = session.execute(
-            update(o)
-            .where(
-                o.c.id == message_id,
-                o.c.next_attempt_ms == seen,
-                o.c.delivered_ms.is_(None),
-                o.c.failed_ms.is_(None),
-            )
-            .values(next_attempt_ms=now + LEASE_SECONDS * 1000, attempts=o.c.attempts + 1)
-        )
-        if rowcount(won) == 1:
-            claimed.append(Claimed(message_id, attempts + 1, payload, name or "A business"))
-            where[message_id] = (account_id, env)
+    leased = outbox.claim_due(session, EMAIL, now, limit)
+    claimed = [Claimed(m.id, m.attempts, m.payload, m.account_name or "A business") for m in leased]
+    where = {m.id: (m.account_id, m.env) for m in leased}
     return _with_context(session, claimed, where) if claimed else claimed
 
 
 def record_delivered(session: Session, message_id: int, now: int) -> None:
-    session.execute(
-        update(_outbox).where(_outbox.c.id == message_id).values(delivered_ms=now, last_error=None)
-    )
+    outbox.record_delivered(session, message_id, now)
 
 
 def record_failure(session: Session, message: Claimed, now: int, error: str) -> None:
-    values: dict[str, Any] = {"last_error": error[:1000]}
-    if message.attempts >= MAX_ATTEMPTS:
-        values["failed_ms"] = now
-    else:
-        values["next_attempt_ms"] = now + backoff_ms(message.attempts)
-    session.execute(update(_outbox).where(_outbox.c.id == message.id).values(**values))
+    outbox.record_failure(session, message.id, message.attempts, now, error)
 
 
 # What an email shows ---------------------------------------------------------------------------
@@ -186,8 +116,8 @@ def record_failure(session: Session, message: Claimed, now: int, error: str) -> 
 #     the assignment rules would choose now (lifecycle/assignment.py).
 
 SEND_CONTEXT = "send_context"
-CREATED = "impact_created"
-COMPLETED = "impact_completed"
+CREATED = outbox.IMPACT_CREATED
+COMPLETED = outbox.IMPACT_COMPLETED
 
 
 def _with_context(
@@ -283,72 +213,6 @@ def _projects_of(
             "organization": organization,
         }
     return out
-
-
-def queue_completion_emails(session: Session, impact_ids: Sequence[int], now: int) -> int:
-    """Queue the "your impact is completed" email of each of ``impact_ids``
-    whose ``notify`` is true (it is false in sandbox, and false when the
-    first email was not wanted), in the caller's transaction: one SELECT and
-    one multi-row INSERT per thousand impacts. Returns how many were queued."""
-    i, c, a = _impacts, _customers, _accounts
-    queued = 0
-    ids = list(impact_ids)
-    for start in range(0, len(ids), _ROWS_PER_INSERT):
-        rows = session.execute(
-            select(
-                i.c.account_id,
-                i.c.env,
-                i.c.time_ms,
-                i.c.impact_type,
-                i.c.amount,
-                i.c.category,
-                i.c.certificate_id,
-                i.c.project_id,
-                c.c.customer_id,
-                c.c.email,
-                c.c.name,
-                a.c.user_id,
-            )
-            .join(c, c.c.id == i.c.customer_pk)
-            .join(a, a.c.id == i.c.account_id)
-            .where(i.c.id.in_(ids[start : start + _ROWS_PER_INSERT]), i.c.notify.is_(True))
-            .order_by(i.c.id)
-        ).all()
-        if not rows:
-            continue
-        messages = []
-        for row in rows:
-            customer: dict[str, Any] = {
-                "customer_id": row.customer_id,
-                "customer_email": row.email,
-            }
-            if row.name is not None:
-                customer["customer_name"] = row.name
-            payload: dict[str, Any] = {
-                "template": COMPLETED,
-                "user_id": row.user_id,
-                row.impact_type: row.amount,
-                "time_utc": ms_to_iso(row.time_ms),
-                "customer": customer,
-                "certificate_id": row.certificate_id,
-                "project_id": row.project_id,
-            }
-            if row.category is not None:
-                payload["category"] = row.category
-            messages.append(
-                {
-                    "kind": "email",
-                    "account_id": row.account_id,
-                    "env": row.env,
-                    "payload": payload,
-                    "created_ms": now,
-                    "next_attempt_ms": now,
-                    "attempts": 0,
-                }
-            )
-        session.execute(insert(_outbox).values(messages))
-        queued += len(messages)
-    return queued
 
 
 # Templates: HTML autoescaped (names are user-supplied); plain text as it is.

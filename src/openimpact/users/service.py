@@ -28,7 +28,7 @@ from openimpact.accounts.models import ENVIRONMENTS, Account
 from openimpact.config import Settings
 from openimpact.db import rowcount
 from openimpact.errors import NotFound, ValidationFailed
-from openimpact.notifications.models import OutboxMessage
+from openimpact.outbox import service as outbox
 from openimpact.timeutil import now_ms
 from openimpact.users.models import ROLES, User, UserSession, UserToken
 
@@ -417,19 +417,7 @@ def reset_url(base_url: str, token: str) -> str:
 
 
 def _queue_email(session: Session, account_id: int, payload: dict[str, Any]) -> None:
-    now = now_ms()
-    session.add(
-        OutboxMessage(
-            kind="email",
-            account_id=account_id,
-            env="production",
-            payload=payload,
-            created_ms=now,
-            next_attempt_ms=now,
-            attempts=0,
-        )
-    )
-    session.flush()
+    outbox.enqueue(session, [outbox.message("email", account_id, "production", payload, now_ms())])
 
 
 @dataclass(frozen=True)
