@@ -1,10 +1,11 @@
 """Group commit: concurrent impact writes of a process share one transaction.
 
 A request hands its impact to :meth:`Writer.submit` and waits. The writer takes
-what is pending (the first item waits at most ``max_wait_ms`` for others, a
-batch holds at most ``max_batch``), writes it with
-:func:`~openimpact.impacts.batch.write_batch` in one transaction on a worker
-thread, and answers each request only after that transaction committed. On
+what is pending (a batch holds at most ``max_batch``; while another batch is
+being written, the first item waits at most ``max_wait_ms`` for others), writes
+it with :func:`~openimpact.impacts.batch.write_batch` in one transaction
+(inline on SQLite, on a worker thread on PostgreSQL), and answers each request
+only after that transaction committed. On
 SQLite that is one fsync (``synchronous=FULL``) for the whole batch; on
 PostgreSQL a fixed handful of round trips, so each ledger row lock is held for
 the batch's statements only.
@@ -132,8 +133,15 @@ class Writer:
                 self._ready.clear()
                 continue
             await self._slots.acquire()
-            if len(self._queue) < self.max_batch and self.max_wait > 0 and not self._closing:
-                # Requests already read by the event loop get to join.
+            if (
+                self._writing
+                and len(self._queue) < self.max_batch
+                and self.max_wait > 0
+                and not self._closing
+            ):
+                # Another batch is being written, so requests are arriving:
+                # those the event loop is reading get to join this one. A
+                # lone request on an idle writer is written at once.
                 await asyncio.sleep(self.max_wait)
             batch = self._take()
             task = asyncio.create_task(self._write(batch))
