@@ -12,8 +12,13 @@ from openimpact.budgets.service import dollars
 from openimpact.web import template_environment
 
 TEMPLATES = ("budget_threshold", "budget_exceeded")
-_ENV = template_environment(Path(__file__).parent / "templates")
-_TEXT = template_environment(Path(__file__).parent / "templates")
+# The layout of the dashboard users' emails (users/templates/_user_email.html).
+_FOLDERS = (
+    Path(__file__).parent / "templates",
+    Path(__file__).parent.parent / "users" / "templates",
+)
+_ENV = template_environment(*_FOLDERS)
+_TEXT = template_environment(*_FOLDERS)
 _TEXT.autoescape = False
 _SUBJECTS = {
     "budget_threshold": "{account}: 80% of this month's impact budget is spent",
