@@ -32,6 +32,7 @@ from openimpact.impacts.router import router as impacts_router
 from openimpact.impacts.writer import Writer
 from openimpact.lifecycle.router import router as lifecycle_router
 from openimpact.migrate import prepare_database
+from openimpact.outbox.service import Events
 from openimpact.pagination import CursorCodec
 from openimpact.projects.router import router as projects_router
 from openimpact.public.router import router as public_router
@@ -39,6 +40,7 @@ from openimpact.ratelimit import make_limiter
 from openimpact.redact import redact_logs
 from openimpact.schedules.router import router as schedules_router
 from openimpact.stats.router import router as stats_router
+from openimpact.webhooks.router import router as webhooks_router
 from openimpact.worker import run_in_background
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_batch=settings.writer_max_batch,
             max_wait_ms=settings.writer_max_wait_ms,
             in_flight=settings.writer_in_flight,
+            events=Events(settings.events, settings.public_url),
         )
         writer.start()
         stop = asyncio.Event()
@@ -248,6 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         customers_router,
         schedules_router,
         budget_router,
+        webhooks_router,
         projects_router,
         lifecycle_router,
         certificates_router,

@@ -81,6 +81,37 @@ class Settings(BaseSettings):
         le=32,
         description="Batches a worker process writes at once (0: 1 on SQLite, 2 on PostgreSQL)",
     )
+    events: bool = Field(
+        default=True,
+        description="Record events (the events feed and webhooks); false records none",
+    )
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Let webhook URLs reach loopback and private addresses (local "
+        "development and tests only)",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="How long a webhook delivery may take"
+    )
+    webhook_concurrency: int = Field(
+        default=100, ge=1, le=1000, description="Webhook deliveries a worker makes at once"
+    )
+    webhook_retry_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Multiplies the webhook retry schedule (e.g. 0.001 in tests)",
+    )
+    webhook_lease_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="A worker that dies while delivering lets others retry after this long",
+    )
+    webhook_disable_after_hours: float = Field(
+        default=120,
+        gt=0,
+        description="An endpoint failing every attempt this long is disabled (5 days)",
+    )
     smtp_url: str | None = Field(
         default=None, description="smtp://user:pass@host:port for customer notifications"
     )

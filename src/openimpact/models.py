@@ -12,6 +12,7 @@ from openimpact.projects.models import Cause, Partner, Project, Sdg
 from openimpact.public.models import CustomerPage, PublicProfile
 from openimpact.schedules.models import Schedule, SchedulePeriod
 from openimpact.users.models import User, UserSession, UserToken
+from openimpact.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "Account",
@@ -41,4 +42,7 @@ __all__ = [
     "User",
     "UserSession",
     "UserToken",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

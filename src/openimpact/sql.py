@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, text
+from sqlalchemy import Connection, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from openimpact.budgets.models import BudgetMonth
@@ -117,6 +117,10 @@ OUTBOX_COLUMNS = (
     ("created_ms", "bigint"),
     ("next_attempt_ms", "bigint"),
     ("attempts", "integer"),
+    ("delivered_ms", "bigint"),
+    ("event_id", "varchar"),
+    ("event_type", "varchar"),
+    ("endpoint_pk", "bigint"),
 )
 IDEMPOTENCY_COLUMNS = (
     ("account_id", "bigint"),
@@ -267,3 +271,61 @@ def insert_once(conn: Connection, table_: Table, unique: list[str], values: dict
         .returning(table_.c.id)
     )
     return conn.execute(stmt).scalar()
+
+
+def upsert(
+    conn: Connection,
+    table_: Table,
+    unique: list[str],
+    rows: list[dict[str, Any]] | Any,
+    update_columns: list[str],
+    *,
+    columns: list[str] | None = None,
+) -> int:
+    """Insert rows (a list, or a SELECT of ``columns``) and, where one with
+    the same ``unique`` columns exists, set its ``update_columns`` to the new
+    row's: how many rows were written."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table_)
+    stmt = stmt.from_select(columns, rows) if columns is not None else stmt.values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table_.c[name] for name in unique],
+        set_={name: stmt.excluded[name] for name in update_columns},
+    )
+    return len(conn.execute(stmt.returning(table_.c.id)).all())
+
+
+def insert_new(
+    conn: Connection, table_: Table, unique: list[str], rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows that do not exist yet (by ``unique``)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table_).on_conflict_do_nothing(
+        index_elements=[table_.c[name] for name in unique]
+    )
+    conn.execute(stmt, rows)
+
+
+def claim(
+    conn: Connection,
+    table_: Table,
+    due: list[Any],
+    order_by: list[Any],
+    limit: int,
+    values: dict[str, Any],
+    returning: list[Any],
+) -> list[Any]:
+    """Lease up to ``limit`` due rows in one statement: UPDATE … WHERE id IN
+    (the first due ids); on PostgreSQL those ids are taken ``FOR UPDATE SKIP
+    LOCKED``, so workers claiming at once split the rows between them (SQLite
+    has one writer at a time)."""
+    ids = select(table_.c.id).where(*due).order_by(*order_by).limit(limit)
+    if conn.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    stmt = (
+        update(table_)
+        .where(table_.c.id.in_(ids.scalar_subquery()))
+        .values(**values)
+        .returning(*returning)
+    )
+    return list(conn.execute(stmt).all())

@@ -6,7 +6,10 @@
    (``notifications/service.py``; dashboard invitations and resets are
    written by ``users/emails.py``), or, with no SMTP server configured, marks
    them failed so nothing piles up;
-3. deletes Idempotency-Key records older than ``idempotency_ttl_hours``.
+3. delivers events to webhook endpoints, signed, with retries
+   (``webhooks/delivery.py``);
+4. deletes Idempotency-Key records older than ``idempotency_ttl_hours``, and
+   events, delivery attempts and finished messages older than 30 days.
 
 It runs as ``openimpact worker`` and, unless ``OPENIMPACT_BACKGROUND_WORKER``
 is false, inside every server process too, so ``openimpact serve`` alone shows
@@ -36,8 +39,11 @@ from openimpact.impacts.models import IdempotencyRecord
 from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import new_batch_id
 from openimpact.notifications import service as mail
+from openimpact.outbox.service import Events
 from openimpact.timeutil import now_ms
 from openimpact.users import emails as user_emails
+from openimpact.webhooks import delivery as webhooks
+from openimpact.webhooks import emails as webhook_emails
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,12 @@ def advance_sandbox(db: Database, settings: Settings, now: int | None = None) ->
     for _ in range(_MAX_SANDBOX_ROUNDS):
         changed = db.run_sync(
             lambda s: sandbox.advance_due(
-                s, now, settings.sandbox_stage_seconds, limit=SANDBOX_CHUNK, batch_id=batch_id
+                s,
+                now,
+                settings.sandbox_stage_seconds,
+                limit=SANDBOX_CHUNK,
+                batch_id=batch_id,
+                events=Events.of(settings),
             ),
             write=True,
         )
@@ -143,6 +154,8 @@ def _compose(message: mail.Claimed, settings: Settings) -> Any:
         return user_emails.compose(message.payload, settings.mail_from)
     if message.payload.get("template") in budget_emails.TEMPLATES:
         return budget_emails.compose(message.payload, settings.mail_from)
+    if message.payload.get("template") in webhook_emails.TEMPLATES:
+        return webhook_emails.compose(message.payload, settings.mail_from)
     return mail.compose_email(
         message.payload, message.business_name, settings.mail_from, settings.public_url
     )
@@ -152,18 +165,18 @@ def _final(message: mail.Claimed) -> mail.Claimed:
     return mail.Claimed(message.id, mail.MAX_ATTEMPTS, message.payload, message.business_name)
 
 
-def grant_bonuses(db: Database) -> int:
+def grant_bonuses(db: Database, settings: Settings) -> int:
     """This month's plan bonus of every account on a plan, once (plans/service.py)."""
     from openimpact.plans.service import grant_bonuses as grant
 
-    return grant(db)
+    return grant(db, events=Events.of(settings))
 
 
-def run_schedules(db: Database) -> int:
+def run_schedules(db: Database, settings: Settings) -> int:
     """Each due period of every schedule, exactly once (schedules/service.py)."""
     from openimpact.schedules.service import run_due
 
-    return run_due(db).created
+    return run_due(db, events=Events.of(settings)).created
 
 
 def run_once(
@@ -173,10 +186,12 @@ def run_once(
     report: dict[str, Any] = {}
     jobs: dict[str, Callable[[], Any]] = {
         "sandbox_changes": lambda: advance_sandbox(db, settings),
-        "scheduled_impacts": lambda: run_schedules(db),
-        "bonus_impacts": lambda: grant_bonuses(db),
+        "scheduled_impacts": lambda: run_schedules(db, settings),
+        "bonus_impacts": lambda: grant_bonuses(db, settings),
+        "webhooks": lambda: webhooks.deliver_webhooks(db, settings),
         "emails": lambda: deliver_emails(db, settings, smtp_factory=smtp_factory),
         "idempotency_keys_deleted": lambda: purge_idempotency_keys(db, settings),
+        "events_deleted": lambda: webhooks.purge(db),
     }
     for name, job in jobs.items():
         try:

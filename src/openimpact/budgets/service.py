@@ -51,6 +51,12 @@ class BudgetExceeded(OpenImpactError):
     status = 402
 
 
+_EVENTS = {
+    "budget_threshold": outbox.BUDGET_THRESHOLD_REACHED,
+    "budget_exceeded": outbox.BUDGET_EXCEEDED,
+}
+
+
 def dollars(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
@@ -211,6 +217,16 @@ class BudgetView:
             and self.spent_cents >= WARN_AT * self.monthly_cents
         )
 
+    def event_data(self) -> dict[str, Any]:
+        """The data of a ``budget.*`` event."""
+        return {
+            "month": self.month,
+            "monthly_cents": self.monthly_cents,
+            "spent_cents": self.spent_cents,
+            "remaining_cents": self.remaining_cents,
+            "resets_on": self.resets_on.isoformat(),
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "month": self.month,
@@ -256,6 +272,8 @@ def check_caps(
     results: list[Any],
     groups: set[tuple[int, str]],
     now: int,
+    *,
+    events: bool = True,
 ) -> dict[int, int]:
     """Refuse (402) each item that would take its month past its cap, in
     order; the cost of every other item of a capped account. Writes the
@@ -298,11 +316,13 @@ def check_caps(
         cap.spent += cost
         costs[i] = cost
     for (account_id, env), cap in caps.items():
-        _record(session, account_id, env, month, cap, now)
+        _record(session, account_id, env, month, cap, now, events)
     return costs
 
 
-def _record(session: Session, account_id: int, env: str, month: str, cap: _Cap, now: int) -> None:
+def _record(
+    session: Session, account_id: int, env: str, month: str, cap: _Cap, now: int, events: bool
+) -> None:
     warn = not cap.warned and cap.spent >= WARN_AT * cap.monthly_cents
     exceeded = not cap.exceeded and (cap.refused or cap.spent >= cap.monthly_cents)
     session.connection().execute(
@@ -319,6 +339,12 @@ def _record(session: Session, account_id: int, env: str, month: str, cap: _Cap, 
     for template, due in (("budget_threshold", warn), ("budget_exceeded", exceeded)):
         if due:
             _email_owners(session, account_id, env, template, month, cap, now)
+            if events:
+                data = BudgetView(month, cap.monthly_cents, cap.spent, resets_on(month), None)
+                outbox.enqueue(
+                    session,
+                    [outbox.event(_EVENTS[template], account_id, env, data.event_data(), now)],
+                )
 
 
 def _email_owners(

@@ -50,6 +50,7 @@ from openimpact.impacts.models import STAGES
 from openimpact.impacts.queries import ImpactQuery
 from openimpact.kit import RECORD_KEYS, email_from_query, parse_day
 from openimpact.lifecycle.service import STAGE_LABELS
+from openimpact.outbox.service import Events
 from openimpact.public import service as public
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
@@ -623,6 +624,7 @@ async def impact_cancel(
                 tracking_id,
                 reason or None,
                 _stage_seconds(request),
+                Events(request.app.state.settings.events, _base_url(request)),
                 write=True,
             )
         except ValidationFailed as exc:

@@ -33,6 +33,7 @@ from openimpact.impacts.queries import ImpactQuery, ImpactRow, impact_page, list
 from openimpact.impacts.tracking import track_view
 from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import STAGE_LABELS, parse_tracking_id
+from openimpact.outbox.service import Events
 from openimpact.pagination import CursorCodec
 from openimpact.plans import service as plan_service
 from openimpact.projects.models import Partner, Project
@@ -311,7 +312,12 @@ def track_modal(
 
 
 def cancel(
-    session: Session, member: Member, tracking_id: str, reason: str | None, stage_seconds: int
+    session: Session,
+    member: Member,
+    tracking_id: str,
+    reason: str | None,
+    stage_seconds: int,
+    events: Events,
 ) -> str:
     """Cancel through the API's own service (same rules, totals and messages)."""
     impact = _impact(session, member, tracking_id)
@@ -322,6 +328,7 @@ def cancel(
         ms_to_iso(impact.time_ms),
         reason,
         stage_seconds=stage_seconds,
+        events=events,
     )
     return str(outcome.body["message"])
 

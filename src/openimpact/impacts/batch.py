@@ -16,8 +16,9 @@ A batch costs a fixed number of statements whatever its size:
    serializes writers of one account and environment across processes, which
    is what keeps ``time_utc`` unique and increasing);
 5. onboard or rename customers (safe without upserts: the ledger lock is held);
-6. insert impacts, add to the daily series, queue outbox messages and store
-   the answers under their Idempotency-Keys, each as one multi-row statement.
+6. insert impacts, add to the daily series, queue outbox messages (the
+   customer's email, the ``impact.initiated`` event) and store the answers
+   under their Idempotency-Keys, each as one multi-row statement.
 
 Statements written in one database's own SQL live in ``openimpact/sql.py``.
 
@@ -50,6 +51,7 @@ from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
 from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
+from openimpact.impacts.tracking import VIEW_COLUMNS, cause_labels, impact_view
 from openimpact.kit import RECORD_KEYS
 from openimpact.outbox import service as outbox
 from openimpact.outbox.models import OutboxMessage
@@ -122,6 +124,8 @@ class Pending:
     # Confirm the caller's API key in the batch's transaction (requests: a key
     # taken from the per-process cache may have been revoked since).
     confirm_key: bool = False
+    # The base of the certificate link in the impact's events (the request's).
+    base_url: str | None = None
 
     @property
     def idempotency_slot(self) -> tuple[int, str, str] | None:
@@ -165,7 +169,16 @@ class _Group:
     deltas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEDGER_COLUMNS, 0))
 
 
-def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list[Result]:
+_NEW_VIEW = dict.fromkeys(VIEW_COLUMNS)
+
+
+def write_batch(
+    session: Session,
+    items: Sequence[Pending],
+    *,
+    now: int,
+    events: outbox.Events = outbox.Events(),
+) -> list[Result]:
     """Write ``items`` in the session's transaction; one answer or error per item.
 
     Two items must not share an Idempotency-Key (the writer holds the second
@@ -186,6 +199,7 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
             if results[i] is None
         },
         now,
+        events=events.enabled,
     )
 
     groups: dict[tuple[int, str], _Group] = {}
@@ -211,6 +225,9 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
     daily: dict[tuple[int, str, str], dict[str, int]] = {}
     outbox_rows: list[dict[str, Any]] = []
     idem_rows: list[dict[str, Any]] = []
+    labels = (
+        cause_labels(session, [c for a in causes.values() for c in a]) if events.enabled else {}
+    )
     for i, time_ms in times.items():
         item = items[i]
         caller, new = item.caller, item.new
@@ -218,8 +235,9 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
         on_behalf = customer is not None
         production = caller.env == "production"
         notify = production and on_behalf and new.notify is not False
+        row: dict[str, Any]
         impact_rows.append(
-            {
+            row := {
                 "account_id": caller.account_id,
                 "env": caller.env,
                 "time_ms": time_ms,
@@ -258,6 +276,24 @@ def write_batch(session: Session, items: Sequence[Pending], *, now: int) -> list
         if notify:
             payload = {"template": outbox.IMPACT_CREATED, "user_id": caller.user_id, **body}
             outbox_rows.append(outbox.message("email", caller.account_id, caller.env, payload, now))
+        if events.enabled:
+            view = impact_view(
+                {**_NEW_VIEW, **row},
+                caller.user_id,
+                item.base_url or events.certificate_base(),
+                labels.get(row["cause"]) if row["cause"] is not None else None,
+            )
+            outbox_rows.append(
+                outbox.event(
+                    outbox.IMPACT_EVENTS["initiated"], caller.account_id, caller.env, view, now
+                )
+            )
+            if new.schedule_id is not None:
+                outbox_rows.append(
+                    outbox.event(
+                        outbox.SCHEDULE_IMPACT_CREATED, caller.account_id, caller.env, view, now
+                    )
+                )
         outcome = Outcome(status=200, body=body)
         if item.key is not None:
             idem_rows.append(

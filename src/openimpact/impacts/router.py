@@ -24,6 +24,7 @@ from openimpact.kit import (
     parse_filter_by,
 )
 from openimpact.lifecycle import sandbox
+from openimpact.outbox.service import Events
 from openimpact.responses import FastJSONResponse
 from openimpact.timeutil import now_ms
 
@@ -117,7 +118,14 @@ async def _create(
         if key is not None
         else None
     )
-    pending = Pending(caller, _new(impact_type, body), key, req_hash, confirm_key=True)
+    pending = Pending(
+        caller,
+        _new(impact_type, body),
+        key,
+        req_hash,
+        confirm_key=True,
+        base_url=public_base_url(request),
+    )
     try:
         outcome = await request.app.state.writer.submit(pending)
     except KeyError_:
@@ -211,6 +219,7 @@ async def cancel_impact(
             body.time_utc,
             body.reason,
             stage_seconds=request.app.state.settings.sandbox_stage_seconds,
+            events=events_of(request),
         ),
     )
 
@@ -325,6 +334,11 @@ def public_base_url(request: Request) -> str:
     return configured or str(request.base_url)
 
 
+def events_of(request: Request) -> Events:
+    """How a change made by this request records its events."""
+    return Events(request.app.state.settings.events, public_base_url(request))
+
+
 @router.get(
     "/track", response_model=schemas.TrackResponse, responses=error_responses(400, 401, 404, 429)
 )
@@ -345,7 +359,7 @@ async def track(
         if sandbox.is_due(impact, now_ms(), stage_seconds):
             if not catch_up:
                 return None
-            sandbox.catch_up(session, impact, now_ms(), stage_seconds)
+            sandbox.catch_up(session, impact, now_ms(), stage_seconds, events_of(request))
         return track_view(session, impact, caller.user_id, base)
 
     db = request.app.state.db

@@ -31,8 +31,10 @@ from openimpact.impacts.batch import (
     write_batch,
 )
 from openimpact.impacts.models import IdempotencyRecord, Impact
+from openimpact.impacts.tracking import as_mapping, cause_label, impact_view
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle import sandbox
+from openimpact.outbox import service as outbox
 from openimpact.timeutil import day_of, ms_to_iso, now_ms, parse_iso, parse_iso_ms
 
 __all__ = [
@@ -144,13 +146,14 @@ def cancel_impact(
     *,
     stage_seconds: int | None = None,
     now: int | None = None,
+    events: outbox.Events = outbox.Events(),
 ) -> Outcome:
     impact = find_impact(session, caller, user_id, time_utc)
     now = now if now is not None else now_ms()
     if stage_seconds is not None:
         # A sandbox impact is where its schedule says, even with no worker
         # running: past Donation Received it can no longer be cancelled.
-        sandbox.catch_up(session, impact, now, stage_seconds)
+        sandbox.catch_up(session, impact, now, stage_seconds, events)
     # The conditional update is the exactly-once gate: of two concurrent
     # cancels, the second waits on the row lock and then matches nothing.
     result = session.execute(
@@ -179,6 +182,19 @@ def cancel_impact(
                 )
             },
         )
+        if events.enabled:
+            view = impact_view(
+                {**as_mapping(impact), "cancelled_ms": now, "cancellation_reason": reason},
+                caller.user_id,
+                events.certificate_base(),
+                cause_label(session, impact.cause)
+                if impact.impact_type == "money_donated"
+                else None,
+            )
+            outbox.enqueue(
+                session,
+                [outbox.event(outbox.IMPACT_CANCELLED, caller.account_id, caller.env, view, now)],
+            )
         return Outcome(200, _cancel_body(caller, impact, now, reason, "impact cancelled"))
 
     session.refresh(impact)

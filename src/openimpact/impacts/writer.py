@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError, Unavailable
 from openimpact.impacts.batch import IdempotencyRace, Outcome, Pending, Result, write_batch
+from openimpact.outbox.service import Events
 from openimpact.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ class Writer:
         max_batch: int = 256,
         max_wait_ms: float = 0.5,
         in_flight: int = 0,
+        events: Events = Events(),
     ) -> None:
         self.db = db
+        self.events = events
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.in_flight = in_flight or (1 if db.is_sqlite else 2)
@@ -223,7 +226,9 @@ class Writer:
         keep = False
         try:
             with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
-                results: list[Result | _Failed] = list(write_batch(session, items, now=now_ms()))
+                results: list[Result | _Failed] = list(
+                    write_batch(session, items, now=now_ms(), events=self.events)
+                )
             keep = True
             return results
         except DBAPIError as exc:

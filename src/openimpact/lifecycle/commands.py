@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from openimpact.commandline import open_database
+from openimpact.config import get_settings
 from openimpact.errors import ValidationFailed, describe_validation_errors
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle import assignment, schemas
@@ -24,6 +25,7 @@ from openimpact.lifecycle.service import (
     lifecycle_status,
     run_batch,
 )
+from openimpact.outbox.service import Events
 
 
 def _actor() -> str:
@@ -102,6 +104,7 @@ def cmd_lifecycle_batch(args: argparse.Namespace) -> int:
             project_id=getattr(request, "project_id", None),
             options=options,
             on_chunk=progress,
+            events=Events.of(get_settings()),
         )
     finally:
         db.dispose()

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from openimpact.auth import OperatorDep
+from openimpact.impacts.router import events_of
 from openimpact.kit import error_responses
 from openimpact.lifecycle import assignment, schemas
 from openimpact.lifecycle.service import (
@@ -51,6 +52,7 @@ async def _batch(
             chunk_size=body.chunk_size,
             project_id=project_id,
             options=options,
+            events=events_of(request),
         )
     )
     return JSONResponse(report)

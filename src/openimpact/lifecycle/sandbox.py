@@ -25,6 +25,7 @@ from openimpact.db import table
 from openimpact.impacts.models import STAGES, Impact
 from openimpact.lifecycle.assignment import Assigner
 from openimpact.lifecycle.service import STEPS, advance, new_batch_id
+from openimpact.outbox.service import Events
 
 ACTOR = "sandbox"
 _impacts = table(Impact)
@@ -46,6 +47,7 @@ def advance_due(
     impact_ids: Sequence[int] | None = None,
     limit: int = 1000,
     batch_id: str | None = None,
+    events: Events = Events(),
 ) -> int:
     """Advance sandbox impacts whose scheduled time has come, at most ``limit``
     per stage, in the caller's transaction; returns the number of stage
@@ -78,15 +80,24 @@ def advance_due(
             actor=ACTOR,
             batch_id=batch_id,
             assigner=assigner,
+            events=events,
         ).changed
     return changed
 
 
-def catch_up(session: Session, impact: Impact, now: int, stage_seconds: int) -> bool:
+def catch_up(
+    session: Session,
+    impact: Impact,
+    now: int,
+    stage_seconds: int,
+    events: Events = Events(),
+) -> bool:
     """Bring one sandbox impact up to its schedule (in the caller's write
     transaction); True when it changed. ``impact`` is refreshed."""
     if not is_due(impact, now, stage_seconds):
         return False
-    changed = advance_due(session, now, stage_seconds, impact_ids=[impact.id], limit=1)
+    changed = advance_due(
+        session, now, stage_seconds, impact_ids=[impact.id], limit=1, events=events
+    )
     session.refresh(impact)
     return changed > 0

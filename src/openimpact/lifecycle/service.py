@@ -18,7 +18,10 @@ The rules, enforced by every path (operator batches, the sandbox simulation):
   transaction (when, who, from → to, batch id);
 * completing an impact queues the customer's "completed" email in that
   transaction too, when the impact's ``notify`` allowed the first one
-  (``notifications/service.py``).
+  (``notifications/service.py``);
+* every change writes its event (``impact.donation_received``,
+  ``impact.transferred``, ``impact.completed``) to the outbox in that
+  transaction, one multi-row statement per chunk (lifecycle/messages.py).
 
 A batch works in chunks of ids (keyset by id, bounded by the largest id seen at
 the start, so it always ends). Each chunk is one transaction that first locks
@@ -58,8 +61,9 @@ from openimpact.errors import NotFound, ValidationFailed
 from openimpact.impacts.models import STAGES, Impact
 from openimpact.kit import RECORD_KEYS
 from openimpact.lifecycle.assignment import Assigner
-from openimpact.lifecycle.messages import queue_completion_emails
+from openimpact.lifecycle.messages import queue_completion_emails, queue_events
 from openimpact.lifecycle.models import ImpactTransition
+from openimpact.outbox.service import Events
 from openimpact.projects.models import Project
 from openimpact.timeutil import datetime_to_ms, day_start_ms, ms_to_datetime, ms_to_iso, now_ms
 
@@ -330,6 +334,7 @@ def advance(
     batch_id: str,
     assigner: Assigner | None = None,
     options: CompleteOptions | None = None,
+    events: Events = Events(),
 ) -> ChunkOutcome:
     """Move those of ``ids`` that are at ``step.from_stage`` (and not cancelled)
     one stage forward, in the caller's transaction.
@@ -436,6 +441,8 @@ def advance(
         notified = [impact_id for impact_id, *_rest in changed if impact_id in wanted]
         if notified:
             queue_completion_emails(session, notified, now_ms())
+    if events.enabled:
+        queue_events(session, [row[0] for row in changed], step.to_stage, now_ms(), events)
     outcome.changed = len(changed)
     for _id, _at, impact_type, project_id in changed:
         outcome.by_type[impact_type] += 1
@@ -522,6 +529,7 @@ def run_batch(
     project_id: str | None = None,
     options: CompleteOptions | None = None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
+    events: Events = Events(),
 ) -> dict[str, Any]:
     """Run one operator batch and report what it changed (or, with
     ``dry_run``, what it would change)."""
@@ -561,6 +569,7 @@ def run_batch(
                 batch_id,
                 project_id,
                 options,
+                events,
                 write=True,
             )
             totals.changed += outcome.changed
@@ -592,6 +601,7 @@ def _advance_now(
     batch_id: str,
     project_id: str | None,
     options: CompleteOptions | None,
+    events: Events,
 ) -> ChunkOutcome:
     assigner = Assigner(session, project_id) if step.action == "transfer" else None
     return advance(
@@ -603,6 +613,7 @@ def _advance_now(
         batch_id=batch_id,
         assigner=assigner,
         options=options,
+        events=events,
     )
 
 

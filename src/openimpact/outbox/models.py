@@ -15,7 +15,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(20))  # "email"
+    kind: Mapped[str] = mapped_column(String(20))  # "email" | "event"
     account_id: Mapped[int] = mapped_column(BigInteger)
     env: Mapped[str] = mapped_column(String(10))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -25,5 +25,15 @@ class OutboxMessage(Base):
     delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
     failed_ms: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Events only: the public id (the ``webhook-id`` of every delivery), the
+    # type, and for a ``ping`` the one endpoint it is for.
+    event_id: Mapped[str | None] = mapped_column(String(40))
+    event_type: Mapped[str | None] = mapped_column(String(40))
+    endpoint_pk: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (Index(None, "delivered_ms", "failed_ms", "next_attempt_ms"),)
+    __table_args__ = (
+        Index(None, "delivered_ms", "failed_ms", "next_attempt_ms"),
+        # The events feed, keyset by id, with and without a type.
+        Index(None, "account_id", "env", "kind", "id"),
+        Index(None, "account_id", "env", "event_type", "id"),
+    )

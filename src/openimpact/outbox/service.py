@@ -12,6 +12,8 @@ says and how it goes out belongs to its kind (notifications/ for emails).
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +24,33 @@ from sqlalchemy.orm import Session
 from openimpact.accounts.models import Account
 from openimpact.db import rowcount, table
 from openimpact.outbox.models import OutboxMessage
+from openimpact.timeutil import ms_to_iso
 
 # The customer emails the domains queue (notifications/ composes them).
 IMPACT_CREATED = "impact_created"
 IMPACT_COMPLETED = "impact_completed"
+
+EVENT = "event"
+# The events an account's endpoints can subscribe to (docs/webhooks.md).
+# ``ping`` is sent by a test and to its endpoint only.
+IMPACT_EVENTS = {
+    "initiated": "impact.initiated",
+    "donation_received": "impact.donation_received",
+    "transferred": "impact.transferred",
+    "completed": "impact.completed",
+}
+IMPACT_CANCELLED = "impact.cancelled"
+SCHEDULE_IMPACT_CREATED = "schedule.impact_created"
+BUDGET_THRESHOLD_REACHED = "budget.threshold_reached"
+BUDGET_EXCEEDED = "budget.exceeded"
+PING = "ping"
+EVENT_TYPES = (
+    *IMPACT_EVENTS.values(),
+    IMPACT_CANCELLED,
+    SCHEDULE_IMPACT_CREATED,
+    BUDGET_THRESHOLD_REACHED,
+    BUDGET_EXCEEDED,
+)
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF_SECONDS = 30
@@ -36,6 +61,24 @@ LEASE_SECONDS = 300
 ROWS_PER_INSERT = 1000
 
 _outbox = table(OutboxMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """How a change records its events: whether at all (``OPENIMPACT_EVENTS``),
+    and the base of the certificate links in their data (the public URL, or
+    the request's; without either a link is a path)."""
+
+    enabled: bool = True
+    base_url: str | None = None
+
+    def certificate_base(self) -> str:
+        return (self.base_url or "").rstrip("/")
+
+    @classmethod
+    def of(cls, settings: Any) -> Events:
+        """The events of a change made outside a request (the worker, commands)."""
+        return cls(settings.events, settings.public_url)
 
 
 def message(
@@ -50,7 +93,39 @@ def message(
         "created_ms": now,
         "next_attempt_ms": now,
         "attempts": 0,
+        "delivered_ms": None,
+        "event_id": None,
+        "event_type": None,
+        "endpoint_pk": None,
     }
+
+
+def new_event_id() -> str:
+    """``evt_`` and 120 random bits: the ``webhook-id`` of every delivery."""
+    return "evt_" + base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+def event(
+    event_type: str,
+    account_id: int,
+    env: str,
+    data: dict[str, Any],
+    now: int,
+    *,
+    endpoint_pk: int | None = None,
+) -> dict[str, Any]:
+    """One event row, due for delivery now; its payload is what a webhook
+    carries and the feed lists: ``{"type", "timestamp", "data"}``."""
+    row = message(
+        EVENT, account_id, env, {"type": event_type, "timestamp": ms_to_iso(now), "data": data}, now
+    )
+    row["event_id"] = new_event_id()
+    row["event_type"] = event_type
+    if endpoint_pk is not None:
+        # A test ping: sent to its endpoint by its own message, never fanned out.
+        row["endpoint_pk"] = endpoint_pk
+        row["delivered_ms"] = now
+    return row
 
 
 def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> None:

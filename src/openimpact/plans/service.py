@@ -26,6 +26,7 @@ from openimpact.errors import NotFound, OpenImpactError, ValidationFailed
 from openimpact.impacts.batch import NewImpact, Pending, write_batch
 from openimpact.impacts.schemas import MAX_CENTS, MAX_UNITS
 from openimpact.kit import RECORD_KEYS
+from openimpact.outbox import service as outbox
 from openimpact.plans.models import Plan, PlanPeriod
 from openimpact.timeutil import day_of, now_ms
 
@@ -110,7 +111,13 @@ def _claim(session: Session, account_id: int, period: str, plan_id: int, now: in
     )
 
 
-def grant_month(session: Session, account_id: int, period: str, now: int) -> int:
+def grant_month(
+    session: Session,
+    account_id: int,
+    period: str,
+    now: int,
+    events: outbox.Events = outbox.Events(),
+) -> int:
     """The month's bonus impacts of one account, once: how many were created."""
     account = session.get(Account, account_id)
     if account is None or account.plan_id is None:
@@ -126,7 +133,7 @@ def grant_month(session: Session, account_id: int, period: str, now: int) -> int
         )
         for kind, amount in sorted(plan.bonuses.items())
     ]
-    results = write_batch(session, items, now=now)
+    results = write_batch(session, items, now=now, events=events)
     failed = [r for r in results if isinstance(r, OpenImpactError)]
     if failed:  # a bonus has no reason to be refused: keep the month unclaimed
         raise failed[0]
@@ -139,6 +146,7 @@ def grant_bonuses(
     *,
     now: int | None = None,
     account_id: int | None = None,
+    events: outbox.Events = outbox.Events(),
 ) -> int:
     """One pass: every account on a plan that has not had this month's bonus."""
     now = now if now is not None else now_ms()
@@ -154,7 +162,7 @@ def grant_bonuses(
     created = 0
     for account in db.run_sync(due):
         try:
-            created += db.run_sync(grant_month, account, period, now, write=True)
+            created += db.run_sync(grant_month, account, period, now, events, write=True)
         except Exception:  # this account only: the next pass tries it again
             log.exception("bonus of account %s for %s failed", account, period)
     return created

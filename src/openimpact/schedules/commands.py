@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from openimpact.accounts.service import get_account, server_secret
 from openimpact.auth import Caller
 from openimpact.commandline import in_transaction, open_database
+from openimpact.config import get_settings
 from openimpact.errors import ValidationFailed, describe_validation_errors
 from openimpact.kit import parse_day
+from openimpact.outbox.service import Events
 from openimpact.pagination import CursorCodec
 from openimpact.schedules import service
 from openimpact.schedules.schemas import ScheduleCreate, SchedulePatch
@@ -113,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         account_id = None
         if args.user_id:
             account_id = db.run_sync(lambda s: get_account(s, args.user_id).id)
-        report = service.run_due(db, as_of, account_id=account_id)
+        report = service.run_due(db, as_of, account_id=account_id, events=Events.of(get_settings()))
     finally:
         db.dispose()
     day = (as_of or service.today()).isoformat()

@@ -31,6 +31,7 @@ from openimpact.db import Database, table
 from openimpact.errors import NotFound, OpenImpactError, ValidationFailed
 from openimpact.impacts.batch import NewImpact, Pending, write_batch
 from openimpact.kit import parse_day
+from openimpact.outbox import service as outbox
 from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.schedules.models import Schedule, SchedulePeriod
 from openimpact.schedules.schemas import ScheduleCreate, SchedulePatch, check_amount
@@ -286,7 +287,13 @@ def _caller(session: Session, schedule: Schedule) -> Caller:
     return Caller(account.id, account.user_id, account.email, account.name, schedule.env, "")
 
 
-def create_period(session: Session, schedule_pk: int, period: str, now: int) -> str | None:
+def create_period(
+    session: Session,
+    schedule_pk: int,
+    period: str,
+    now: int,
+    events: outbox.Events = outbox.Events(),
+) -> str | None:
     """Create one period's impact in the session's transaction: "created",
     "refused" (the reason is kept with the period), or None when another pass
     made it already."""
@@ -308,7 +315,9 @@ def create_period(session: Session, schedule_pk: int, period: str, now: int) -> 
         schedule_id=schedule.schedule_id,
         period=period,
     )
-    (result,) = write_batch(session, [Pending(_caller(session, schedule), new)], now=now)
+    (result,) = write_batch(
+        session, [Pending(_caller(session, schedule), new)], now=now, events=events
+    )
     row = session.get(SchedulePeriod, period_pk)
     assert row is not None
     if isinstance(result, OpenImpactError):
@@ -330,6 +339,7 @@ def run_due(
     *,
     now: int | None = None,
     account_id: int | None = None,
+    events: outbox.Events = outbox.Events(),
 ) -> PassReport:
     """One pass over every active schedule (of one account, when given): each
     due period in a transaction of its own, so a refusal or a crash touches one
@@ -364,7 +374,7 @@ def run_due(
     for schedule_pk, periods in db.run_sync(candidates):
         for period in periods:
             try:
-                outcome = db.run_sync(create_period, schedule_pk, period, now, write=True)
+                outcome = db.run_sync(create_period, schedule_pk, period, now, events, write=True)
             except Exception:  # this period only: the next pass tries it again
                 log.exception("schedule %s, period %s failed", schedule_pk, period)
                 break
