@@ -141,6 +141,16 @@ class Generator:
             _async_load(url, api_key, seconds, connections, 0.0, post_prefix=None, header=header)
         )
 
+    def hooks(self, url: str, prefix: str, seconds: float, connections: int) -> LoadResult:
+        """POST ``url`` as the webhook worker does (a distinct ``webhook-id``
+        and an event-sized body each time): the receiver's own capacity.
+        Without wrk, GETs of the same URL stand in (a lower bound)."""
+        if self.wrk:
+            return self._wrk(
+                "webhook.lua", url, seconds, [prefix], connections=connections, threads=1
+            )
+        return asyncio.run(_async_load(url, "", seconds, connections, 0.0, post_prefix=None))
+
     def _wrk(
         self,
         script: str,

@@ -51,6 +51,14 @@ PACED_FRACTION = 0.7
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=("all", "webhooks"),
+        default="all",
+        help="all (writes, reads, public reads) or webhooks (delivery of a lifecycle batch "
+        "and the cost of events to a POST; results in bench/results/webhooks)",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     p.add_argument("--duration", type=float, help="seconds per write measurement (full: 8)")
     p.add_argument(
@@ -72,8 +80,29 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-writes", action="store_true")
     p.add_argument("--no-public", action="store_true", help="skip the public profile and badge")
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go")
+    p.add_argument("--out", type=Path, help="where results go (default bench/results/[webhooks])")
+    p.add_argument(
+        "--webhook-impacts",
+        type=int,
+        help="impacts in the batch whose events are delivered (full: 100000)",
+    )
+    p.add_argument(
+        "--delivery-timeout", type=float, default=600.0, help="give a delivery up after (s)"
+    )
+    p.add_argument(
+        "--drain-timeout", type=float, default=120.0, help="wait for a round's events (s)"
+    )
+    p.add_argument("--no-delivery", action="store_true", help="webhooks: skip the batch delivery")
+    p.add_argument(
+        "--no-events-cost", action="store_true", help="webhooks: skip POST with/without events"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="webhooks: py-spy record the delivering worker"
+    )
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS_DIR / "webhooks" if args.mode == "webhooks" else RESULTS_DIR
+    args.webhook_impacts = args.webhook_impacts or (10_000 if args.quick else 100_000)
     args.duration = args.duration or (3.0 if args.quick else 8.0)
     args.read_rounds = args.read_rounds or (1 if args.quick else 3)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -104,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     wrk = ensure_wrk(allow_install=not args.no_install)
     gen = Generator(wrk, threads=1, connections=args.connections)
     logs = Path(tempfile.mkdtemp(prefix="openimpact-bench-logs-"))
+    if args.mode == "webhooks":
+        return _webhooks(gen, args, backends, pg_note, logs, started)
     out: dict[str, Any] = {
         "meta": _meta(args, gen, backends, pg_note),
         "writes": [],
@@ -127,6 +158,28 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.write(out, args.out)
     print(summary)
     print(f"bench: results in {args.out} (server logs in {logs})")
+    return 1 if out["errors"] else 0
+
+
+def _webhooks(
+    gen: Generator,
+    args: argparse.Namespace,
+    backends: list[str],
+    pg_note: str | None,
+    logs: Path,
+    started: float,
+) -> int:
+    from bench import webhooks
+    from openimpact.config import Settings
+
+    meta = _meta(args, gen, backends, pg_note)
+    meta["webhook_impacts"] = args.webhook_impacts
+    meta["webhook_concurrency"] = Settings().webhook_concurrency
+    out: dict[str, Any] = {"meta": meta, "webhooks": webhooks.run(gen, args, backends, logs)}
+    out["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    summary = webhooks.write(out, args.out)
+    print(summary)
+    print(f"bench: results in {args.out} (server, worker and receiver logs in {logs})")
     return 1 if out["errors"] else 0
 
 

@@ -75,6 +75,34 @@ def serve(factory: str, workers: int, env: dict[str, str], log_dir: Path) -> Ite
         _stop(proc)
 
 
+@contextlib.contextmanager
+def process(
+    cmd: list[str], env: dict[str, str], log_path: Path, ready: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process of the bench (the webhook receiver, ``openimpact
+    worker``): started in a session of its own like the servers, so stopping
+    it reaches it and its children and nothing else; with ``ready``, not
+    handed over before its log says so."""
+    root = Path(__file__).resolve().parent.parent
+    full_env = {**os.environ, **env, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        if ready is not None:
+            deadline = time.monotonic() + 60
+            while ready not in log_path.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{' '.join(cmd[1:4])} did not start:\n{log_path.read_text()[-3000:]}"
+                    )
+                time.sleep(0.05)
+        yield proc
+    finally:
+        _stop(proc)
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path, workers: int) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -353,10 +353,11 @@ def test_schedules_plan_and_budget_are_ready(client: TestClient, demo: dict[str,
     budget = client.get("/v1/budget", headers={"x-api-key": key}).json()
     assert budget["monthly_cents"] == 75_000 and budget["spent_cents"] >= 0
     db = client.app.state.db  # type: ignore[attr-defined]
+    settings = client.app.state.settings  # type: ignore[attr-defined]
     before = len(records(client, key))
-    made = run_schedules(db) + grant_bonuses(db)
+    made = run_schedules(db, settings) + grant_bonuses(db, settings)
     assert made >= 2  # at least this month's bonuses
-    assert run_schedules(db) + grant_bonuses(db) == 0
+    assert run_schedules(db, settings) + grant_bonuses(db, settings) == 0
     after = records(client, key)
     assert len(after) == before + made
     bonus = [r for r in after if track(client, key, r).get("is_bonus_impact")]

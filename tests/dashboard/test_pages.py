@@ -134,6 +134,7 @@ class TestEveryPageNeedsASignIn:
             "/dashboard/customers/{customer_id}",
             "/dashboard/certificates",
             "/dashboard/developers",
+            "/dashboard/webhooks",
             "/dashboard/team",
         }
         assert expected <= set(pages), "route enumeration missed pages"

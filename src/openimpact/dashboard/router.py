@@ -11,6 +11,7 @@ and sign-in throttling.
     /dashboard/profile               the public profile, the widget builder and badges
     /dashboard/developers            API keys, base URL, quickstart
     /dashboard/team                  users of the account; owners invite and remove
+    /dashboard/webhooks[/{id}]       webhook endpoints, their secrets, test and delivery log
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from openimpact.impacts.models import STAGES
 from openimpact.impacts.queries import ImpactQuery
 from openimpact.kit import RECORD_KEYS, email_from_query, parse_day
 from openimpact.lifecycle.service import STAGE_LABELS
-from openimpact.outbox.service import Events
+from openimpact.outbox.service import EVENT_TYPES, Events
 from openimpact.public import service as public
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
@@ -61,6 +62,8 @@ from openimpact.web import (
     html_page,
     template_environment,
 )
+from openimpact.webhooks import delivery
+from openimpact.webhooks.guard import MAX_URL_LENGTH
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
@@ -1028,3 +1031,211 @@ async def set_budget(
             request, member, errors={"monthly": text[:1].upper() + text[1:]}, entered=monthly
         )
     return _redirect(request, "/dashboard/budget?" + ("removed=1" if remove else "saved=1"))
+
+
+# Webhooks ----------------------------------------------------------------------------------------
+
+_WEBHOOK_FIELDS = ("url", "description", "event_types")
+# Ids are short ([a-z0-9_]); anything longer is no endpoint of anyone's (404).
+_ID_LENGTH = 40
+
+
+def _allow_private(request: Request) -> bool:
+    return bool(request.app.state.settings.webhooks_allow_private)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _refusal(exc: ValidationFailed) -> str:
+    """A service's refusal as a sentence of the page ("enabled: the endpoint is
+    disabled; ..."), without the API's own hint of which request to send."""
+    text = exc.message.partition(": ")[2] or exc.message
+    return _sentence(re.sub(r" \((?:PATCH|POST)[^)]*\)", "", text).rstrip(".")) + "."
+
+
+async def _webhooks(request: Request, member: Member, **context: Any) -> Response:
+    rows = await request.app.state.db.run(
+        views.webhook_endpoints, member, request.app.state.cursor_codec
+    )
+    return render(
+        request,
+        "webhooks.html",
+        {
+            "nav": "webhooks",
+            "endpoints": rows,
+            "endpoint": None,
+            "errors": context.pop("errors", {}),
+            "form": context.pop("form", {"event_types": []}),
+            "event_types": EVENT_TYPES,
+            **context,
+        },
+    )
+
+
+async def _webhook(
+    request: Request,
+    member: Member,
+    endpoint_id: str,
+    cursor: str | None = None,
+    **context: Any,
+) -> Response:
+    """One endpoint's page: its settings, secret, test button and delivery log."""
+    db = request.app.state.db
+    codec = request.app.state.cursor_codec
+    try:
+        data = await db.run(views.webhook_page, member, endpoint_id, cursor, codec)
+    except ValidationFailed:
+        # A cursor of another endpoint (or altered): start again from the first page.
+        data = await db.run(views.webhook_page, member, endpoint_id, None, codec)
+        context["problem"] = "That page of the log is no longer available; showing the newest."
+        cursor = None
+    return render(
+        request,
+        "webhooks.html",
+        {"nav": "webhooks", "cursor": cursor, "event_types": EVENT_TYPES, **data, **context},
+    )
+
+
+def _back(request: Request, endpoint_id: str, back: str, flag: str) -> Response:
+    if back == "endpoint":
+        return _redirect(request, f"/dashboard/webhooks/{quote(endpoint_id)}?{flag}=1")
+    return _redirect(request, f"/dashboard/webhooks?{flag}=" + quote(endpoint_id))
+
+
+@router.get("/webhooks")
+async def webhooks(request: Request, member: MemberDep) -> Response:
+    return await _webhooks(request, member)
+
+
+@router.post("/webhooks")
+async def create_webhook(request: Request, member: OwnerDep) -> Response:
+    form = await request.form()
+    raw = {
+        # One character over each limit, so that too long is refused, not cut.
+        "url": str(form.get("url") or "").strip()[: MAX_URL_LENGTH + 1],
+        "description": str(form.get("description") or "").strip()[:501],
+        "event_types": [str(v)[:100] for v in form.getlist("event_types")][:50],
+    }
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if v}
+    errors: dict[str, str] = {}
+    if not raw["url"]:
+        errors["url"] = "Enter the address that receives the events, like https://example.com/hooks"
+    else:
+        try:
+            made = await request.app.state.db.run(
+                lambda s: views.create_webhook(
+                    s, member, fields, allow_private=_allow_private(request)
+                ),
+                write=True,
+            )
+        except ValidationFailed as exc:
+            names = "|".join(_WEBHOOK_FIELDS)
+            for part in re.split(rf"; (?=(?:{names})[.:])", exc.message):
+                where, _, text = part.partition(": ")
+                field = where.split(".")[0]
+                errors[field if field in _WEBHOOK_FIELDS else "form"] = (
+                    _sentence(text) if text else part
+                )
+        else:
+            return _redirect(request, f"/dashboard/webhooks/{quote(made['id'])}?created=1")
+    return await _webhooks(request, member, errors=errors, form=raw)
+
+
+@router.get("/webhooks/{endpoint_id}")
+async def webhook(
+    request: Request,
+    member: MemberDep,
+    endpoint_id: str,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    return await _webhook(request, member, endpoint_id[:_ID_LENGTH], cursor or None)
+
+
+@router.post("/webhooks/{endpoint_id}/secret")
+async def webhook_secret(request: Request, member: OwnerDep, endpoint_id: str) -> Response:
+    """The signing secret, shown on the answer to this POST only (never in a
+    page a GET, a cache or the history can bring back)."""
+    endpoint_id = endpoint_id[:_ID_LENGTH]
+    secret = await request.app.state.db.run(views.reveal_webhook_secret, member, endpoint_id)
+    return await _webhook(request, member, endpoint_id, secret=secret)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate-secret")
+async def webhook_rotate_secret(request: Request, member: OwnerDep, endpoint_id: str) -> Response:
+    endpoint_id = endpoint_id[:_ID_LENGTH]
+    secret = await request.app.state.db.run(
+        views.rotate_webhook_secret, member, endpoint_id, write=True
+    )
+    return await _webhook(request, member, endpoint_id, secret=secret, rotated=True)
+
+
+@router.post("/webhooks/{endpoint_id}/test")
+async def webhook_test(request: Request, member: OwnerDep, endpoint_id: str) -> Response:
+    """Send a ``ping`` now (as POST /v1/webhook_endpoints/{id}/test does) and show the attempt."""
+    endpoint_id = endpoint_id[:_ID_LENGTH]
+    db = request.app.state.db
+    try:
+        ping = await db.run(views.queue_webhook_test, member, endpoint_id, write=True)
+    except ValidationFailed as exc:
+        return await _webhook(request, member, endpoint_id, problem=_refusal(exc))
+    await delivery.deliver_now(db, request.app.state.settings, ping.message_pk)
+    attempt = await db.run(views.webhook_test_result, ping.message_pk)
+    return await _webhook(
+        request, member, endpoint_id, test={"event_id": ping.event_id, "attempt": attempt}
+    )
+
+
+@router.post("/webhooks/{endpoint_id}/enable")
+async def webhook_enable(
+    request: Request,
+    member: OwnerDep,
+    endpoint_id: str,
+    back: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    return await _webhook_enabled(request, member, endpoint_id[:_ID_LENGTH], True, back)
+
+
+@router.post("/webhooks/{endpoint_id}/disable")
+async def webhook_disable(
+    request: Request,
+    member: OwnerDep,
+    endpoint_id: str,
+    back: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    return await _webhook_enabled(request, member, endpoint_id[:_ID_LENGTH], False, back)
+
+
+async def _webhook_enabled(
+    request: Request, member: Member, endpoint_id: str, enabled: bool, back: str
+) -> Response:
+    allow = _allow_private(request)
+    await request.app.state.db.run(
+        lambda s: views.set_webhook_enabled(s, member, endpoint_id, enabled, allow_private=allow),
+        write=True,
+    )
+    return _back(request, endpoint_id, back, "enabled" if enabled else "disabled")
+
+
+@router.post("/webhooks/{endpoint_id}/delete")
+async def webhook_delete(request: Request, member: OwnerDep, endpoint_id: str) -> Response:
+    endpoint_id = endpoint_id[:_ID_LENGTH]
+    await request.app.state.db.run(views.delete_webhook, member, endpoint_id, write=True)
+    return _redirect(request, "/dashboard/webhooks?deleted=" + quote(endpoint_id))
+
+
+@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend")
+async def webhook_resend(
+    request: Request, member: OwnerDep, endpoint_id: str, delivery_id: str
+) -> Response:
+    endpoint_id = endpoint_id[:_ID_LENGTH]
+    try:
+        queued = await request.app.state.db.run(
+            views.resend_webhook, member, endpoint_id, delivery_id[:_ID_LENGTH], write=True
+        )
+    except ValidationFailed as exc:
+        return await _webhook(request, member, endpoint_id, problem=_refusal(exc))
+    return _redirect(
+        request, f"/dashboard/webhooks/{quote(endpoint_id)}?resent=" + quote(queued["event_id"])
+    )

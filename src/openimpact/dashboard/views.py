@@ -4,7 +4,8 @@ Every function here takes a database session and the signed-in member and
 returns plain data for a template. Nothing here is a second copy of a rule:
 totals come from stats.service, records from impacts.queries, the track view
 from impacts.tracking (the same function /v1/track answers with), cancelling
-from impacts.service, keys from accounts.service, users from users.service.
+from impacts.service, keys from accounts.service, users from users.service,
+webhook endpoints and their delivery log from webhooks.service.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from openimpact.stats import service as stats
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
 from openimpact.users.service import Member
+from openimpact.webhooks import service as webhook_service
+from openimpact.webhooks.schemas import EndpointCreate, EndpointPatch
 
 # Wording of the five impact types on pages.
 TYPE_LABELS = {
@@ -556,3 +559,90 @@ def set_budget(session: Session, member: Member, dollars: str | None) -> None:
         if cents < 1:
             raise ValidationFailed("monthly: the budget must be at least $0.01")
     budget_service.set_budget(session, member.account_id, member.env, cents)
+
+
+# Webhooks ----------------------------------------------------------------------------------------
+
+WEBHOOK_LOG_SIZE = 20
+
+
+def webhook_endpoints(session: Session, member: Member, codec: CursorCodec) -> list[dict[str, Any]]:
+    """Every endpoint of the environment, through the API's own listing."""
+    caller = caller_of(member)
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = webhook_service.list_endpoints(session, caller, 100, cursor, codec)
+        rows.extend(page)
+        if cursor is None:
+            return rows
+
+
+def create_webhook(
+    session: Session, member: Member, fields: dict[str, Any], *, allow_private: bool
+) -> dict[str, Any]:
+    """The form's fields through the API's schema and service (the SSRF guard
+    included): a ValidationFailed names the field ("url: ...")."""
+    try:
+        body = EndpointCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation_errors(list(exc.errors()))) from None
+    return webhook_service.create_endpoint(
+        session, caller_of(member), body, allow_private=allow_private
+    )
+
+
+def webhook_page(
+    session: Session, member: Member, endpoint_id: str, cursor: str | None, codec: CursorCodec
+) -> dict[str, Any]:
+    """One endpoint and a page of its delivery log, newest first."""
+    caller = caller_of(member)
+    endpoint = webhook_service.find_endpoint(session, caller, endpoint_id)
+    rows, next_cursor = webhook_service.list_deliveries(
+        session, caller, endpoint_id, WEBHOOK_LOG_SIZE, cursor, codec
+    )
+    return {
+        "endpoint": webhook_service.endpoint_out(endpoint),
+        "deliveries": rows,
+        "next_cursor": next_cursor,
+    }
+
+
+def reveal_webhook_secret(session: Session, member: Member, endpoint_id: str) -> dict[str, Any]:
+    return webhook_service.reveal_secret(session, caller_of(member), endpoint_id)
+
+
+def rotate_webhook_secret(session: Session, member: Member, endpoint_id: str) -> dict[str, Any]:
+    return webhook_service.rotate_secret(session, caller_of(member), endpoint_id)
+
+
+def set_webhook_enabled(
+    session: Session, member: Member, endpoint_id: str, enabled: bool, *, allow_private: bool
+) -> dict[str, Any]:
+    return webhook_service.update_endpoint(
+        session,
+        caller_of(member),
+        endpoint_id,
+        EndpointPatch(enabled=enabled),
+        allow_private=allow_private,
+    )
+
+
+def delete_webhook(session: Session, member: Member, endpoint_id: str) -> None:
+    webhook_service.delete_endpoint(session, caller_of(member), endpoint_id)
+
+
+def queue_webhook_test(
+    session: Session, member: Member, endpoint_id: str
+) -> webhook_service.TestPing:
+    return webhook_service.queue_test(session, caller_of(member), endpoint_id)
+
+
+def webhook_test_result(session: Session, message_pk: int) -> dict[str, Any] | None:
+    return webhook_service.attempt_of_message(session, message_pk)
+
+
+def resend_webhook(
+    session: Session, member: Member, endpoint_id: str, delivery_id: str
+) -> dict[str, Any]:
+    return webhook_service.resend(session, caller_of(member), endpoint_id, delivery_id)

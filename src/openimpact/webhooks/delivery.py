@@ -488,10 +488,11 @@ def _endpoint_health(
 
 
 def _email_owners(session: Session, endpoint: Any, reason: str, now: int) -> None:
+    """The dashboard's owners of the account, or its own email when it has none."""
     account = session.get(Account, endpoint.account_id)
     owners = session.scalars(
         select(User.email).where(User.account_id == endpoint.account_id, User.role == "owner")
-    ).all()
+    ).all() or ([account.email] if account is not None and account.email else [])
     facts = {
         "template": "webhook_disabled",
         "account_name": account.name if account else "",

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from openimpact.webhooks import delivery
+from tests.factories import Api, Caller
+
+
+def endpoint(me: Caller, url: str, **fields: Any) -> dict[str, Any]:
+    response = me.post("/v1/webhook_endpoints", {"url": url, **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def deliver(api: Api) -> dict[str, int]:
+    """One worker pass of webhook delivery."""
+    return delivery.deliver_webhooks(api.db, api.client.app.state.settings)  # type: ignore[attr-defined]
+
+
+def deliver_until(api: Api, done: Any, timeout: float = 20.0) -> None:
+    """Worker passes until ``done()`` (retries come due within milliseconds)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "deliveries did not finish"
+        deliver(api)
+        time.sleep(0.01)
+
+
+def deliveries(me: Caller, endpoint_id: str) -> list[dict[str, Any]]:
+    return me.walk(f"/v1/webhook_endpoints/{endpoint_id}/deliveries", "deliveries", limit=100)

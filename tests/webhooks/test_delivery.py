@@ -1,0 +1,383 @@
+"""Delivery to a real local receiver: every event type, signatures checked by
+two implementations, retries, Retry-After, 410, disabling, redirects,
+timeouts, subscriptions, resend and recovery, and several workers at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+from standardwebhooks import Webhook
+from svix.webhooks import Webhook as SvixWebhook
+
+from openimpact.budgets.service import set_budget, set_prices
+from openimpact.lifecycle.service import Selection, run_batch
+from openimpact.outbox.models import OutboxMessage
+from openimpact.outbox.service import EVENT_TYPES, Events
+from openimpact.schedules.service import run_due
+from openimpact.webhooks import delivery
+from tests.factories import Api
+from tests.webhooks.helpers import deliver, deliver_until, deliveries, endpoint
+from tests.webhooks.receiver import Receiver
+
+
+def _advance(api: Api, action: str) -> None:
+    run_batch(
+        api.db,
+        action,
+        Selection(env="production", all=True),
+        actor="test",
+        events=Events(True, "https://impact.example.com"),
+    )
+
+
+class TestEvents:
+    def test_every_lifecycle_event_arrives_signed(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        secret = made["secret"]
+        planted = me.plant(2)
+        cancelled = me.plant(1)
+        me.post(
+            "/v1/cancel_impact",
+            {
+                "user_id": cancelled["user_id"],
+                "time_utc": cancelled["time_utc"],
+                "reason": "refund",
+            },
+        )
+        for action in ("receive", "transfer", "complete"):
+            _advance(api, action)
+        deliver_until(api, lambda: len(rx.requests) >= 6)
+        got = rx.requests
+        kinds = sorted(r.json["type"] for r in got)
+        assert kinds == sorted(
+            [
+                "impact.initiated",
+                "impact.initiated",
+                "impact.cancelled",
+                "impact.donation_received",
+                "impact.transferred",
+                "impact.completed",
+            ]
+        )
+        for request in got:
+            # Both the standardwebhooks library and Svix's verifier accept it.
+            assert Webhook(secret).verify(request.body, request.headers) == request.json
+            SvixWebhook(secret).verify(request.body, request.headers)
+            assert request.headers["content-type"] == "application/json"
+            assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 60
+        completed = next(r.json for r in got if r.json["type"] == "impact.completed")
+        track = me.get("/v1/track", user_id=planted["user_id"], time_utc=planted["time_utc"])
+        assert completed["data"]["tracking_id"] == track.json()["tracking_id"]
+        assert completed["data"]["impact_completed"] == track.json()["impact_completed"]
+        assert completed["data"]["certificate"].startswith(
+            "https://impact.example.com/certificate/"
+        )
+        cancel = next(r.json for r in got if r.json["type"] == "impact.cancelled")
+        assert cancel["data"]["cancellation_reason"] == "refund"
+
+    def test_a_forged_or_altered_message_fails_verification(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        me.plant(1)
+        deliver(api)
+        (got,) = rx.wait_for(1)
+        with pytest.raises(Exception, match="signature"):
+            Webhook(made["secret"]).verify(got.body.replace(b"1", b"9"), got.headers)
+        other = endpoint(me, rx.url)["secret"]
+        with pytest.raises(Exception, match="signature"):
+            Webhook(other).verify(got.body, got.headers)
+
+    def test_schedule_and_budget_events(self, api: Api, rx: Receiver) -> None:
+        scheduler, spender = api.account(), api.account()
+        types = ["schedule.impact_created", "budget.threshold_reached", "budget.exceeded"]
+        for account in (scheduler, spender):
+            endpoint(api.as_(account), rx.url, event_types=types)
+        made = api.as_(scheduler).post(
+            "/v1/schedules",
+            {
+                "impact_type": "tree_planted",
+                "amount": 3,
+                "day_of_month": 1,
+                "starts_on": "2027-01-01",
+            },
+        )
+        assert made.status_code == 200, made.text
+        created = run_due(api.db, date(2027, 1, 1), account_id=_account_pk(api, scheduler.user_id))
+        assert created.created == 1
+
+        api.db.run_sync(lambda s: set_prices(s, {"tree_planted": 100}), write=True)
+        pk = _account_pk(api, spender.user_id)
+        api.db.run_sync(lambda s: set_budget(s, pk, "production", 1000), write=True)
+        me = api.as_(spender)
+        me.plant(8)  # 800 of 1000 cents: 80 %
+        assert me.post("/v1/plant_tree", {"amount": 3}).status_code == 402
+        deliver_until(api, lambda: len(rx.requests) >= 3)
+        by_type = {r.json["type"]: r.json["data"] for r in rx.requests}
+        assert set(by_type) == set(types)
+        assert by_type["schedule.impact_created"]["schedule_id"] == made.json()["id"]
+        assert by_type["schedule.impact_created"]["period"] == "2027-01"
+        assert by_type["schedule.impact_created"]["tree_planted"] == 3
+        assert by_type["budget.threshold_reached"]["spent_cents"] == 800
+        assert by_type["budget.exceeded"]["monthly_cents"] == 1000
+
+    def test_only_the_subscribed_types_and_nothing_from_before(
+        self, api: Api, rx: Receiver
+    ) -> None:
+        me = api.as_(api.account())
+        me.plant(1)  # before the endpoint existed: not sent
+        endpoint(me, rx.url, event_types=["impact.cancelled"])
+        made = me.plant(1)
+        me.post("/v1/cancel_impact", {"user_id": made["user_id"], "time_utc": made["time_utc"]})
+        deliver(api)
+        deliver(api)
+        assert [r.json["type"] for r in rx.wait_for(1)] == ["impact.cancelled"]
+        assert set(EVENT_TYPES) >= {"impact.cancelled"}
+
+    def test_no_events_when_they_are_off(self, database: object, rx: Receiver) -> None:
+        from fastapi.testclient import TestClient
+
+        from openimpact.app import create_app
+
+        settings = database.settings(events=False, webhooks_allow_private=True)  # type: ignore[attr-defined]
+        with TestClient(create_app(settings)) as client:
+            api = Api(client)
+            me = api.as_(api.account())
+            endpoint(me, rx.url)
+            me.plant(1)
+            deliver(api)
+            assert me.get("/v1/events").json()["events"] == []
+        assert rx.requests == []
+
+
+def _account_pk(api: Api, user_id: str) -> int:
+    from openimpact.accounts.models import Account
+
+    return api.db.run_sync(lambda s: s.scalar(select(Account.id).where(Account.user_id == user_id)))
+
+
+class TestRetries:
+    def test_failures_are_retried_until_they_succeed(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        answers = iter([500, 502, 200])
+        rx.respond = lambda _r: (next(answers), {}, b"")
+        me.plant(1)
+        deliver_until(api, lambda: len(rx.requests) >= 3)
+        ids = {r.headers["webhook-id"] for r in rx.requests}
+        assert len(ids) == 1  # the same webhook-id on every retry
+        log = deliveries(me, made["id"])
+        assert [(d["trigger"], d.get("status_code")) for d in log] == [
+            ("retry", 200),
+            ("retry", 502),
+            ("first", 500),
+        ]
+        deliver(api)
+        assert len(rx.requests) == 3  # done: nothing more
+
+    def test_retry_after_is_honoured(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        endpoint(me, rx.url)
+        answers = iter([(429, {"Retry-After": "1"}), (200, {})])
+        rx.respond = lambda _r: (*next(answers), b"")  # type: ignore[return-value]
+        me.plant(1)
+        deliver(api)
+        deliver(api)
+        assert len(rx.requests) == 1  # not before a second has passed
+        deliver_until(api, lambda: len(rx.requests) >= 2)
+        assert rx.requests[1].at - rx.requests[0].at >= 0.95
+
+    def test_the_schedule_ends_after_ten_attempts(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        rx.respond = lambda _r: (500, {}, b"")
+        me.plant(1)
+        deliver_until(api, lambda: len(rx.requests) >= delivery.MAX_TRIES)
+        for _ in range(5):
+            deliver(api)
+        assert len(rx.requests) == delivery.MAX_TRIES == 10
+        assert len(deliveries(me, made["id"])) == 10
+
+    def test_a_410_disables_the_endpoint_and_emails_the_owners(
+        self, api: Api, rx: Receiver
+    ) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        rx.respond = lambda _r: (410, {}, b"gone")
+        me.plant(1)
+        deliver(api)
+        shown = me.get(f"/v1/webhook_endpoints/{made['id']}").json()
+        assert shown["enabled"] is False and "410" in shown["disabled_reason"]
+        me.plant(1)
+        for _ in range(3):
+            deliver(api)
+        assert len(rx.requests) == 1
+        emails = _emails(api, "webhook_disabled")
+        assert [e["to"] for e in emails if e["endpoint_id"] == made["id"]] == [me.account.email]
+
+    def test_failing_for_days_disables(self, database: object, rx: Receiver) -> None:
+        from fastapi.testclient import TestClient
+
+        from openimpact.app import create_app
+
+        settings = database.settings(  # type: ignore[attr-defined]
+            webhooks_allow_private=True,
+            webhook_retry_scale=0.00001,
+            webhook_disable_after_hours=0.5 / 3600,  # half a second stands for five days
+        )
+        with TestClient(create_app(settings)) as client:
+            api = Api(client)
+            me = api.as_(api.account())
+            made = endpoint(me, rx.url)
+            rx.respond = lambda _r: (503, {}, b"")
+            me.plant(1)
+            deliver(api)
+            time.sleep(0.6)
+            deliver_until(
+                api,
+                lambda: not me.get(f"/v1/webhook_endpoints/{made['id']}").json()["enabled"],
+            )
+            shown = me.get(f"/v1/webhook_endpoints/{made['id']}").json()
+            assert "every attempt failed" in shown["disabled_reason"]
+            emails = _emails(api, "webhook_disabled")
+            assert [e["to"] for e in emails if e["endpoint_id"] == made["id"]] == [me.account.email]
+
+    def test_a_success_ends_a_run_of_failures(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        answers = iter([500, 200])
+        rx.respond = lambda _r: (next(answers, 200), {}, b"")
+        me.plant(1)
+        deliver_until(api, lambda: len(rx.requests) >= 2)
+        from openimpact.webhooks.models import WebhookEndpoint
+
+        since = api.db.run_sync(
+            lambda s: s.scalar(
+                select(WebhookEndpoint.failing_since_ms).where(
+                    WebhookEndpoint.endpoint_id == made["id"]
+                )
+            )
+        )
+        assert since is None
+
+    def test_redirects_are_not_followed(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        rx.respond = lambda r: (
+            (302, {"Location": rx.url + "/elsewhere"}, b"") if r.path == "/hook" else (200, {}, b"")
+        )
+        me.plant(1)
+        deliver(api)
+        assert [r.path for r in rx.requests] == ["/hook"]
+        (attempt,) = deliveries(me, made["id"])
+        assert attempt["status_code"] == 302 and "redirects are not followed" in attempt["error"]
+
+    def test_a_slow_receiver_times_out(self, database: object, rx: Receiver) -> None:
+        from fastapi.testclient import TestClient
+
+        from openimpact.app import create_app
+
+        settings = database.settings(webhooks_allow_private=True, webhook_timeout_seconds=0.3)  # type: ignore[attr-defined]
+
+        def slow(_r: object) -> tuple[int, dict[str, str], bytes]:
+            time.sleep(1)
+            return 200, {}, b""
+
+        rx.respond = slow
+        with TestClient(create_app(settings)) as client:
+            api = Api(client)
+            me = api.as_(api.account())
+            made = endpoint(me, rx.url)
+            me.plant(1)
+            deliver(api)
+            (attempt,) = deliveries(me, made["id"])
+            assert attempt["succeeded"] is False and attempt["error"] == "timed out"
+            assert attempt["latency_ms"] < 1000
+
+
+def _emails(api: Api, template: str) -> list[dict[str, object]]:
+    rows = api.db.run_sync(
+        lambda s: list(
+            s.scalars(select(OutboxMessage.payload).where(OutboxMessage.kind == "email"))
+        )
+    )
+    return [p for p in rows if p.get("template") == template]
+
+
+class TestResendAndRecover:
+    def test_resend_sends_the_same_event_again(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        me.plant(1)
+        deliver(api)
+        (first,) = deliveries(me, made["id"])
+        response = me.post(
+            f"/v1/webhook_endpoints/{made['id']}/deliveries/{first['id']}/resend", {}
+        )
+        assert response.status_code == 202
+        assert response.json() == {
+            "endpoint_id": made["id"],
+            "event_id": first["event_id"],
+            "status": "queued",
+        }
+        deliver(api)
+        assert [r.headers["webhook-id"] for r in rx.requests] == [first["event_id"]] * 2
+        assert [d["trigger"] for d in deliveries(me, made["id"])] == ["resend", "first"]
+        missing = me.post(f"/v1/webhook_endpoints/{made['id']}/deliveries/dlv_nope/resend", {})
+        assert missing.status_code == 404
+
+    def test_recover_resends_what_did_not_arrive(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        path = f"/v1/webhook_endpoints/{made['id']}"
+        ok = me.plant(1)
+        deliver(api)
+        me.client.patch(path, json={"enabled": False}, headers=me.headers())
+        missed = [me.plant(2), me.plant(3)]  # while disabled: not sent
+        deliver(api)
+        assert len(rx.requests) == 1
+        me.client.patch(path, json={"enabled": True}, headers=me.headers())
+        since = ok["time_utc"][:10] + "T00:00:00Z"
+        answer = me.post(f"{path}/recover", {"since": since})
+        assert answer.status_code == 202 and answer.json()["queued"] == 2
+        deliver(api)
+        data = [r.json["data"] for r in rx.requests[1:]]
+        assert sorted(d["impact_initiated"] for d in data) == sorted(m["time_utc"] for m in missed)
+        again = me.post(f"{path}/recover", {"since": since})
+        assert again.json()["queued"] == 0  # everything arrived now
+
+    @pytest.mark.parametrize("since", ["2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "soon"])
+    def test_recover_refuses_a_bad_since(self, api: Api, rx: Receiver, since: str) -> None:
+        me = api.as_(api.account())
+        made = endpoint(me, rx.url)
+        response = me.post(f"/v1/webhook_endpoints/{made['id']}/recover", {"since": since})
+        assert response.status_code == 400 and "since" in response.json()["message"]
+
+
+class TestWorkers:
+    def test_several_workers_send_each_attempt_once(self, api: Api, rx: Receiver) -> None:
+        me = api.as_(api.account())
+        endpoint(me, rx.url)
+        for _ in range(40):
+            me.plant(1)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(3):
+                    deliver(api)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        ids = rx.ids()
+        assert len(ids) == 40 and len(set(ids)) == 40
