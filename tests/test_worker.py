@@ -199,8 +199,10 @@ def test_one_pass_reports_each_job(api: Api, database: TestDatabase) -> None:
         "sandbox_changes",
         "scheduled_impacts",
         "bonus_impacts",
+        "webhooks",
         "emails",
         "idempotency_keys_deleted",
+        "events_deleted",
     }
     assert "error" not in report.values()
 

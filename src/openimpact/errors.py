@@ -71,6 +71,13 @@ class IdempotencyConflict(OpenImpactError):
     status = 409
 
 
+class Conflict(OpenImpactError):
+    """The request is well formed but the resource's state does not allow it."""
+
+    type = "conflict"
+    status = 409
+
+
 class PayloadTooLarge(OpenImpactError):
     type = "payload_too_large"
     status = 413

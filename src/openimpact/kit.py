@@ -51,7 +51,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Not allowed",
         404: "Not found (also for another account's data)",
         402: "The account's monthly budget would be exceeded; nothing was created",
-        409: "Idempotency-Key reused with a different request",
+        409: "Idempotency-Key reused with a different request, or a state that does not "
+        "allow the request (e.g. a disabled webhook endpoint)",
         413: "Request body too large",
         415: "Request body is not JSON (Content-Type must be application/json)",
         429: "Rate limit exceeded; see Retry-After",

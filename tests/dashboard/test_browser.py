@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from tests.browser import ConsoleLog, chromium, screenshot  # noqa: F401 (fixture)
 from tests.conftest import BACKENDS
 from tests.live import LiveServer, create_account, openimpact, server_env
+from tests.webhooks.receiver import running
 
 PASSWORD = "correct horse battery staple"
 # Markup that would run if any page showed it unescaped.
@@ -61,7 +63,12 @@ def _post(server: LiveServer, key: str, path: str, body: dict[str, Any]) -> dict
 @pytest.fixture(scope="module", params=BACKENDS)
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     database = request.getfixturevalue(f"{request.param}_database")
-    env = server_env(database.url, OPENIMPACT_BACKGROUND_WORKER="false")
+    # Webhook endpoints may be on 127.0.0.1: the tests' receiver listens there.
+    env = server_env(
+        database.url,
+        OPENIMPACT_BACKGROUND_WORKER="false",
+        OPENIMPACT_WEBHOOKS_ALLOW_PRIVATE="true",
+    )
     server = LiveServer(env).start()
     try:
         tag = secrets.token_hex(4)
@@ -314,9 +321,50 @@ class TestDevelopers:
         _no_problems(page)
 
 
+class TestWebhooks:
+    def test_add_an_endpoint_send_a_test_event_and_read_the_log(
+        self, site: Site, page: Any
+    ) -> None:
+        with running() as rx:
+            page.goto(site.url + "/dashboard/webhooks")
+            page.get_by_label("URL", exact=True).fill(rx.url)
+            page.get_by_label("Description (optional)", exact=True).fill(PAYLOAD_NAME)
+            page.get_by_label("impact.completed", exact=True).check()
+            page.get_by_role("button", name="Add endpoint").click()
+            page.wait_for_url("**/dashboard/webhooks/we_*?created=1")
+            endpoint = page.get_by_role("region", name="Endpoint", exact=True)
+            assert rx.url in endpoint.inner_text()
+            assert PAYLOAD_NAME in endpoint.inner_text()  # as text, markup and all
+            # The secret is in no page until asked for.
+            assert page.locator("#webhook-secret").count() == 0
+            page.get_by_role("button", name="Reveal secret").click()
+            secret = page.locator("#webhook-secret").inner_text()
+            assert secret.startswith("whsec_")
+
+            page.get_by_role("button", name="Send test event").click()
+            result = page.get_by_role("region", name="Test event Succeeded")
+            result.wait_for()
+            (got,) = rx.wait_for(1)
+            assert got.json["type"] == "ping"
+            Webhook(secret).verify(got.body, got.headers)
+            assert got.headers["webhook-id"] in result.inner_text()
+            assert "Status code\n200" in result.inner_text()
+            log = page.get_by_role("region", name="Delivery log")
+            assert got.headers["webhook-id"] in log.inner_text()
+            screenshot(page, f"dashboard-webhook-{site.backend}")
+            page.goto(site.url + "/dashboard/webhooks")
+            assert rx.url in page.get_by_role("region", name="Endpoints").inner_text()
+            screenshot(page, f"dashboard-webhooks-{site.backend}")
+            _no_problems(page)
+
+
 class TestNarrowScreens:
     @pytest.mark.parametrize(
-        "path", ["", "/impacts", "/customers", "/certificates", "/profile", "/developers", "/team"]
+        "path",
+        [
+            *("", "/impacts", "/customers", "/certificates", "/profile", "/developers"),
+            *("/webhooks", "/team"),
+        ],
     )
     def test_readable_at_375_px(self, site: Site, page: Any, path: str) -> None:
         page.set_viewport_size({"width": 375, "height": 800})

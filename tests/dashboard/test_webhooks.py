@@ -141,8 +141,11 @@ def test_bad_input_is_shown_next_to_the_field_and_nothing_is_written(
         {"url": "https://example.com/x", "event_types": ["impact.completed", "no.such_type"]},  # type: ignore[dict-item]
     )
     assert response.status_code == FORM_ERROR
-    group = re.search(r'<fieldset class="field checkbox-group" id="event_types">.*?</fieldset>',
-                      response.text, re.S)
+    group = re.search(
+        r'<fieldset class="field checkbox-group" id="event_types">.*?</fieldset>',
+        response.text,
+        re.S,
+    )
     assert group and 'class="field-error"' in group.group(0), response.text[:3000]
     assert 'value="impact.completed" checked' in group.group(0)
     assert _endpoints(strict, owner) == []
@@ -251,9 +254,7 @@ def test_the_delivery_log_pages_and_resends(
 
     # Resend the oldest: queued, then sent by the worker with the same webhook-id.
     assert f"Resend {logged[2]['event_id']}" in button(older, "Resend")
-    resent = owner.post(
-        f"/dashboard/webhooks/{endpoint_id}/deliveries/{logged[2]['id']}/resend"
-    )
+    resent = owner.post(f"/dashboard/webhooks/{endpoint_id}/deliveries/{logged[2]['id']}/resend")
     assert resent.status_code == 303
     assert resent.headers["location"] == (
         f"/dashboard/webhooks/{endpoint_id}?resent={logged[2]['event_id']}"

@@ -28,7 +28,7 @@ from openimpact.accounts.models import ApiKey
 from openimpact.accounts.service import KEY_PREFIXES, get_account, hash_key
 from openimpact.app import create_app
 from openimpact.config import Settings
-from openimpact.timeutil import now_ms
+from openimpact.timeutil import ms_to_iso, now_ms
 from tests.conftest import BACKENDS
 from tests.factories import make_account
 from tests.reliability import THOROUGH
@@ -76,7 +76,11 @@ def _within_rules_openapi_cannot_state(
     - a schedule's category, when it donates money, must be one of the
       account's causes, and its ends_on must not be before its starts_on;
     - a schedule changed by PATCH keeps its type and start, which set its
-      amount's limit and the earliest end date.
+      amount's limit and the earliest end date;
+    - a webhook URL must lead somewhere that resolves (and, unless private
+      addresses are allowed, to a public address): positive cases use one
+      that refuses connections at once;
+    - a recovery's since must lie within the last 30 days.
     """
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
@@ -99,6 +103,12 @@ def _within_rules_openapi_cannot_state(
         start, end = body.get("starts_on"), body.get("ends_on")
         if isinstance(start, str) and isinstance(end, str) and start > end:
             body["starts_on"], body["ends_on"] = end, start
+        if case.operation.path.startswith("/v1/webhook_endpoints") and isinstance(
+            body.get("url"), str
+        ):
+            body["url"] = "http://127.0.0.1:9/hook"
+        if case.operation.path.endswith("/recover") and isinstance(body.get("since"), str):
+            body["since"] = ms_to_iso(now_ms() - 3_600_000)
         if case.operation.path == "/v1/schedules/{schedule_id}" and case.method == "PATCH":
             if isinstance(body.get("amount"), int):
                 body["amount"] = min(body["amount"], 10_000_000)
@@ -118,7 +128,7 @@ def app(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     """One running app per database for the whole module (Hypothesis wants
     fixtures that outlive its inputs), with an account that owns KEYS."""
     database = request.getfixturevalue(f"{request.param}_database")
-    with TestClient(create_app(database.settings())) as client:
+    with TestClient(create_app(database.settings(webhooks_allow_private=True))) as client:
         db = client.app.state.db  # type: ignore[attr-defined]
         user_id = make_account(db, causes=list(CAUSES)).user_id
 

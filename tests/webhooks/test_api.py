@@ -172,7 +172,7 @@ class TestTest:
             f"/v1/webhook_endpoints/{made['id']}", json={"enabled": False}, headers=me.headers()
         )
         response = me.post(f"/v1/webhook_endpoints/{made['id']}/test", {})
-        assert response.status_code == 400 and "enabled" in response.json()["message"]
+        assert response.status_code == 409 and "disabled" in response.json()["message"]
         assert rx.requests == []
 
 

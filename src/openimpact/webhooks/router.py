@@ -140,7 +140,7 @@ async def rotate_secret(request: Request, caller: AccountDep, endpoint_id: Endpo
 @router.post(
     "/webhook_endpoints/{endpoint_id}/test",
     response_model=schemas.TestOut,
-    responses=error_responses(400, 401, 404, 429),
+    responses=error_responses(400, 401, 404, 409, 429),
 )
 async def test_endpoint(request: Request, caller: AccountDep, endpoint_id: EndpointId) -> Any:
     """Send a `ping` event now and answer with the attempt; a failed ping is retried
@@ -183,7 +183,7 @@ async def list_deliveries(
     "/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/resend",
     response_model=schemas.Queued,
     status_code=202,
-    responses=error_responses(400, 401, 404, 429),
+    responses=error_responses(400, 401, 404, 409, 429),
 )
 async def resend(
     request: Request, caller: AccountDep, endpoint_id: EndpointId, delivery_id: DeliveryId
@@ -201,7 +201,7 @@ async def resend(
     "/webhook_endpoints/{endpoint_id}/recover",
     response_model=schemas.RecoverOut,
     status_code=202,
-    responses=error_responses(400, 401, 404, 413, 415, 429),
+    responses=error_responses(400, 401, 404, 409, 413, 415, 429),
 )
 async def recover(
     request: Request, caller: AccountDep, endpoint_id: EndpointId, body: schemas.RecoverIn

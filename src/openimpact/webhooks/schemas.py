@@ -22,12 +22,18 @@ EventType = Literal[
 _TYPES_DOC = "The event types to send; leave out (or null) for every type"
 
 
+# http(s), a host, an optional port, then no spaces: what the guard checks
+# first (guard.check_syntax); where the host leads is checked after.
+URL_PATTERN = r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]]+)(:[0-9]{1,5})?([/?#][^\s]*)?$"
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
         min_length=1,
         max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
         description="https:// (or http://) URL that receives the events; it must reach a "
         "public address",
     )
@@ -40,7 +46,9 @@ class EndpointCreate(BaseModel):
 class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
+    url: str | None = Field(
+        default=None, min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN
+    )
     description: SafeStr | None = Field(default=None, max_length=500)
     event_types: list[EventType] | None = Field(
         default=None, min_length=1, max_length=20, description=_TYPES_DOC

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from openimpact import sql
 from openimpact.auth import Caller
 from openimpact.db import table
-from openimpact.errors import NotFound, ValidationFailed
+from openimpact.errors import Conflict, NotFound, ValidationFailed
 from openimpact.outbox import service as outbox
 from openimpact.outbox.models import OutboxMessage
 from openimpact.pagination import CursorCodec, fingerprint
@@ -102,9 +102,7 @@ def create_endpoint(
         ).all()
     )
     if count >= MAX_ENDPOINTS:
-        raise ValidationFailed(
-            f"url: an environment has at most {MAX_ENDPOINTS} endpoints; delete one first"
-        )
+        raise Conflict(f"an environment has at most {MAX_ENDPOINTS} endpoints; delete one first")
     now = now_ms()
     endpoint = WebhookEndpoint(
         endpoint_id="we_" + _token(15),
@@ -306,9 +304,7 @@ def resend(session: Session, caller: Caller, endpoint_id: str, delivery_id: str)
 
 def _check_enabled(endpoint: WebhookEndpoint) -> None:
     if not endpoint.enabled:
-        raise ValidationFailed(
-            "enabled: the endpoint is disabled; enable it first (PATCH with enabled: true)"
-        )
+        raise Conflict("the endpoint is disabled; enable it first (PATCH with enabled: true)")
 
 
 def _subscribed(endpoint: WebhookEndpoint) -> Any:
