@@ -18,11 +18,13 @@ from openimpact.dashboard import views
 from openimpact.outbox.service import EVENT_TYPES
 from openimpact.webhooks import delivery
 from openimpact.webhooks.models import WebhookMessage
+from openimpact.webhooks.service import MAX_ENDPOINTS
 from tests.conftest import TestDatabase
 from tests.dashboard.helpers import (
     FORM_ERROR,
     XSS_IMG,
     XSS_SCRIPT,
+    Apps,
     Dashboard,
     button,
     db_of,
@@ -110,9 +112,9 @@ def test_every_event_type_is_offered(client: TestClient) -> None:
 
 
 @pytest.fixture
-def strict(database: TestDatabase, apps: object) -> TestClient:
+def strict(database: TestDatabase, apps: Apps) -> TestClient:
     """The app as deployed: private and loopback addresses refused."""
-    return apps.client(database.settings())  # type: ignore[attr-defined, no-any-return]
+    return apps.client(database.settings())
 
 
 def test_bad_input_is_shown_next_to_the_field_and_nothing_is_written(
@@ -125,6 +127,7 @@ def test_bad_input_is_shown_next_to_the_field_and_nothing_is_written(
         ({"url": ""}, "url", "Enter the address"),
         ({"url": "ftp://example.com/x"}, "url", "https://"),
         ({"url": "https://user:pw@example.com/x"}, "url", "user name or password"),
+        ({"url": "https://example.com:/x"}, "url", "Must be an https:// (or http://) address"),
         ({"url": "https://example.com/" + "x" * 2100}, "url", "at most"),
         ({"url": "https://example.com/x", "description": "d" * 501}, "description", "500"),
     ):
@@ -149,6 +152,18 @@ def test_bad_input_is_shown_next_to_the_field_and_nothing_is_written(
     assert group and 'class="field-error"' in group.group(0), response.text[:3000]
     assert 'value="impact.completed" checked' in group.group(0)
     assert _endpoints(strict, owner) == []
+
+
+def test_the_limit_of_endpoints_is_shown_next_to_the_url(client: TestClient) -> None:
+    owner = signed_in(client)
+    for n in range(MAX_ENDPOINTS):
+        _add(owner, f"http://127.0.0.1:9/{n}")
+    response = owner.post("/dashboard/webhooks", {"url": "http://127.0.0.1:9/one-more"})
+    assert response.status_code == FORM_ERROR
+    assert field_error(response.text, "url") == (
+        f"An environment has at most {MAX_ENDPOINTS} endpoints; delete one first."
+    )
+    assert len(_endpoints(client, owner)) == MAX_ENDPOINTS
 
 
 def test_reveal_and_rotate_the_secret(client: TestClient, rx: Receiver) -> None:
@@ -297,6 +312,7 @@ def test_disable_and_enable(client: TestClient, rx: Receiver) -> None:
     assert "The endpoint is disabled; enable it first." in visible_text(refused.text)
     delivery_id = _deliveries(client, owner, endpoint_id)[0]["id"]
     refused = owner.post(f"/dashboard/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend")
+    assert refused.status_code == 200
     assert "The endpoint is disabled; enable it first." in visible_text(refused.text)
     assert len(rx.requests) == 1
 

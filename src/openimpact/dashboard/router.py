@@ -46,7 +46,7 @@ from openimpact.dashboard.security import (
     session_limits,
     signed_in,
 )
-from openimpact.errors import NotFound, ValidationFailed
+from openimpact.errors import Conflict, NotFound, ValidationFailed
 from openimpact.impacts.models import STAGES
 from openimpact.impacts.queries import ImpactQuery
 from openimpact.kit import RECORD_KEYS, email_from_query, parse_day
@@ -1048,11 +1048,16 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _refusal(exc: ValidationFailed) -> str:
-    """A service's refusal as a sentence of the page ("enabled: the endpoint is
-    disabled; ..."), without the API's own hint of which request to send."""
-    text = exc.message.partition(": ")[2] or exc.message
-    return _sentence(re.sub(r" \((?:PATCH|POST)[^)]*\)", "", text).rstrip(".")) + "."
+def _refusal(exc: Conflict | ValidationFailed) -> str:
+    """A service's refusal as a sentence of the page ("the endpoint is disabled;
+    ..."), without a field name or the API's own hint of which request to send."""
+    text = re.sub(r" \((?:PATCH|POST|GET|DELETE) [^)]*\)", "", exc.message)
+    text = re.sub(r"^[a-z_.]+: ", "", text)
+    return _sentence(text.rstrip(".")) + "."
+
+
+# A message of the schema's URL pattern names the regular expression, not the rule.
+_URL_RULE = "must be an https:// (or http://) address like https://example.com/webhooks"
 
 
 async def _webhooks(request: Request, member: Member, **context: Any) -> Response:
@@ -1130,11 +1135,15 @@ async def create_webhook(request: Request, member: OwnerDep) -> Response:
                 ),
                 write=True,
             )
+        except Conflict as exc:  # the environment's limit of endpoints
+            errors["url"] = _refusal(exc)
         except ValidationFailed as exc:
             names = "|".join(_WEBHOOK_FIELDS)
             for part in re.split(rf"; (?=(?:{names})[.:])", exc.message):
                 where, _, text = part.partition(": ")
                 field = where.split(".")[0]
+                if text.startswith("String should match pattern"):
+                    text = _URL_RULE
                 errors[field if field in _WEBHOOK_FIELDS else "form"] = (
                     _sentence(text) if text else part
                 )
@@ -1178,7 +1187,7 @@ async def webhook_test(request: Request, member: OwnerDep, endpoint_id: str) -> 
     db = request.app.state.db
     try:
         ping = await db.run(views.queue_webhook_test, member, endpoint_id, write=True)
-    except ValidationFailed as exc:
+    except (Conflict, ValidationFailed) as exc:
         return await _webhook(request, member, endpoint_id, problem=_refusal(exc))
     await delivery.deliver_now(db, request.app.state.settings, ping.message_pk)
     attempt = await db.run(views.webhook_test_result, ping.message_pk)
@@ -1234,7 +1243,7 @@ async def webhook_resend(
         queued = await request.app.state.db.run(
             views.resend_webhook, member, endpoint_id, delivery_id[:_ID_LENGTH], write=True
         )
-    except ValidationFailed as exc:
+    except (Conflict, ValidationFailed) as exc:
         return await _webhook(request, member, endpoint_id, problem=_refusal(exc))
     return _redirect(
         request, f"/dashboard/webhooks/{quote(endpoint_id)}?resent=" + quote(queued["event_id"])

@@ -45,6 +45,7 @@ from openimpact.stats import service as stats
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.users import service as users
 from openimpact.users.service import Member
+from openimpact.webhooks import guard
 from openimpact.webhooks import service as webhook_service
 from openimpact.webhooks.schemas import EndpointCreate, EndpointPatch
 
@@ -582,7 +583,10 @@ def create_webhook(
     session: Session, member: Member, fields: dict[str, Any], *, allow_private: bool
 ) -> dict[str, Any]:
     """The form's fields through the API's schema and service (the SSRF guard
-    included): a ValidationFailed names the field ("url: ...")."""
+    included): a ValidationFailed names the field ("url: ..."); the guard's
+    syntax check comes first, for its words about what is wrong with a URL."""
+    if isinstance(fields.get("url"), str):
+        guard.check_syntax(fields["url"])
     try:
         body = EndpointCreate.model_validate(fields)
     except ValidationError as exc:
