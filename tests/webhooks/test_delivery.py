@@ -80,6 +80,32 @@ class TestEvents:
         cancel = next(r.json for r in got if r.json["type"] == "impact.cancelled")
         assert cancel["data"]["cancellation_reason"] == "refund"
 
+    def test_the_sandbox_simulation_sends_its_stages(self, api: Api, rx: Receiver) -> None:
+        from openimpact.worker import advance_sandbox
+
+        account = api.account()
+        sandbox = api.as_(account, "sandbox")
+        made = endpoint(sandbox, rx.url)
+        sandbox.plant(1)
+        settings = api.client.app.state.settings  # type: ignore[attr-defined]
+        later = int(time.time() * 1000) + 4 * settings.sandbox_stage_seconds * 1000
+        assert advance_sandbox(api.db, settings, now=later) == 3
+        deliver_until(api, lambda: len(rx.requests) >= 4)
+        # Unordered: each of the four, once.
+        assert sorted(r.json["type"] for r in rx.requests) == sorted(
+            [
+                "impact.initiated",
+                "impact.donation_received",
+                "impact.transferred",
+                "impact.completed",
+            ]
+        )
+        for request in rx.requests:
+            Webhook(made["secret"]).verify(request.body, request.headers)
+            assert request.json["data"]["is_test_transaction"] is True
+        # The production endpoints of the same account hear nothing of it.
+        assert api.as_(account).get("/v1/events").json()["events"] == []
+
     def test_a_forged_or_altered_message_fails_verification(self, api: Api, rx: Receiver) -> None:
         me = api.as_(api.account())
         made = endpoint(me, rx.url)
