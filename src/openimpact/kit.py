@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
 
 from openimpact.errors import ErrorBody, ValidationFailed
 
@@ -42,6 +43,18 @@ NO_CONTROL_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
 SafeStr = Annotated[
     str, AfterValidator(_safe_text), Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN})
 ]
+
+
+def integral(value: Any) -> Any:
+    # JSON Schema counts 5.0 as the integer 5 (a number with a zero fractional
+    # part), so the API does too; 5.5, "5" and true stay refused (StrictInt).
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A JSON integer, as JSON Schema defines one: 5 and 5.0 alike.
+WholeNumber = Annotated[StrictInt, BeforeValidator(integral)]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

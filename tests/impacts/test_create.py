@@ -53,6 +53,26 @@ class TestShapes:
         assert response.json()["message"].startswith("amount:")
 
 
+class TestIntegers:
+    @pytest.mark.parametrize(("sent", "stored"), [(2.0, 2), (1e2, 100), (7, 7)])
+    def test_a_whole_number_is_an_integer_however_it_is_written(
+        self, api: Api, sent: float, stored: int
+    ) -> None:
+        """JSON Schema (and /openapi.json) call 2.0 an integer: so does the API."""
+        me = api.as_(api.account())
+        made = me.impact("plant_tree", sent)  # type: ignore[arg-type]
+        assert made["tree_planted"] == stored and isinstance(made["tree_planted"], int)
+        total = me.get("/v1/impact").json()["user_impact"]["tree_planted"]
+        assert total == stored
+
+    def test_the_same_key_with_2_and_2_0_is_the_same_request(self, api: Api) -> None:
+        me = api.as_(api.account())
+        first = me.post("/v1/plant_tree", {"amount": 2}, idempotency_key="same")
+        again = me.post("/v1/plant_tree", {"amount": 2.0}, idempotency_key="same")
+        assert again.status_code == 200 and again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+
+
 class TestValidation:
     @pytest.mark.parametrize(
         ("body", "field"),
@@ -61,7 +81,7 @@ class TestValidation:
             ({"amount": 0}, "amount"),
             ({"amount": -3}, "amount"),
             ({"amount": 1.5}, "amount"),
-            ({"amount": 2.0}, "amount"),
+            ({"amount": 2.5}, "amount"),
             ({"amount": "5"}, "amount"),
             ({"amount": True}, "amount"),
             ({"amount": None}, "amount"),

@@ -70,9 +70,6 @@ def _within_rules_openapi_cannot_state(
       stateful phase and tests/impacts walk real ones);
     - start_date must not be after end_date;
     - donate_money's category must be one of the account's causes;
-    - amount (and a schedule's day_of_month) must be a JSON integer literal:
-      the API contract refuses 2.0, which JSON Schema's data model cannot tell
-      from 2;
     - a schedule's category, when it donates money, must be one of the
       account's causes, and its ends_on must not be before its starts_on;
     - a schedule changed by PATCH keeps its type and start, which set its
@@ -92,9 +89,6 @@ def _within_rules_openapi_cannot_state(
             query["start_date"], query["end_date"] = end, start
     body = case.body
     if isinstance(body, dict):
-        for name in ("amount", "day_of_month"):
-            if isinstance(body.get(name), float):
-                body[name] = int(body[name])
         donation = case.operation.path == "/v1/donate_money" or (
             case.operation.path == "/v1/schedules" and body.get("impact_type") == "money_donated"
         )

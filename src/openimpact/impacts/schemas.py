@@ -11,13 +11,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonDict
 
-from openimpact.kit import INSTANT, NO_CONTROL_PATTERN, SafeStr
+from openimpact.kit import INSTANT, NO_CONTROL_PATTERN, SafeStr, WholeNumber
 
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 RESERVED_METADATA_KEYS = frozenset({"gift", "widgetID"})
@@ -110,7 +109,7 @@ class _ImpactRequestBase(BaseModel):
 
 
 class PlantTreeRequest(_ImpactRequestBase):
-    amount: StrictInt = Field(ge=1, le=MAX_UNITS, description="Trees to plant (1–10,000,000).")
+    amount: WholeNumber = Field(ge=1, le=MAX_UNITS, description="Trees to plant (1–10,000,000).")
     category: Literal["food"] | None = Field(
         default=None,
         description='Only "food": food-bearing trees, with live planting sessions.',
@@ -118,25 +117,25 @@ class PlantTreeRequest(_ImpactRequestBase):
 
 
 class CleanOceanRequest(_ImpactRequestBase):
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         ge=1, le=MAX_UNITS, description="Pounds of ocean plastic to remove (1–10,000,000)."
     )
 
 
 class CaptureCarbonRequest(_ImpactRequestBase):
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         ge=1, le=MAX_UNITS, description="Pounds of CO₂ to capture (1–10,000,000)."
     )
 
 
 class RestoreCoralRequest(_ImpactRequestBase):
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         ge=1, le=MAX_UNITS, description="Coral fragments to restore (1–10,000,000)."
     )
 
 
 class DonateMoneyRequest(_ImpactRequestBase):
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         ge=1, le=MAX_CENTS, description="US cents to donate (1–1,000,000,000); 500 = $5.00."
     )
     category: SafeStr | None = Field(

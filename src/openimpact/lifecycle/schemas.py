@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from openimpact.errors import ValidationFailed
-from openimpact.kit import RecordKey, SafeStr, parse_day
+from openimpact.kit import RecordKey, SafeStr, WholeNumber, parse_day
 from openimpact.lifecycle.service import DEFAULT_CHUNK, MAX_CHUNK, CompleteOptions, Selection
 from openimpact.timeutil import parse_iso_ms
 
@@ -86,7 +86,7 @@ class BatchIn(BaseModel):
     dry_run: StrictBool = Field(
         default=False, description="Only count what would change; change nothing"
     )
-    chunk_size: StrictInt = Field(
+    chunk_size: WholeNumber = Field(
         default=DEFAULT_CHUNK,
         ge=1,
         le=MAX_CHUNK,

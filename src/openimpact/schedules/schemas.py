@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from openimpact.impacts.schemas import _NAME_NEEDS_EMAIL, MAX_CENTS, MAX_UNITS, Email, Metadata
-from openimpact.kit import DAY, SafeStr
+from openimpact.kit import DAY, SafeStr, WholeNumber, integral
 
 ImpactType = Literal[
     "tree_planted", "waste_removed", "carbon_captured", "coral_restored", "money_donated"
@@ -56,13 +63,13 @@ class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_SCHEDULE_RULES)
 
     impact_type: ImpactType = Field(description="The impact to create every month")
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         ge=1,
         le=MAX_CENTS,
         description="Units per month (1–10,000,000), or US cents for money_donated "
         "(1–1,000,000,000)",
     )
-    day_of_month: StrictInt = Field(ge=1, le=28, description="Day of the month (UTC), 1–28")
+    day_of_month: WholeNumber = Field(ge=1, le=28, description="Day of the month (UTC), 1–28")
     starts_on: str = Field(
         json_schema_extra=DAY, description="First day a period may fall on, YYYY-MM-DD"
     )
@@ -97,7 +104,12 @@ class SchedulePatch(BaseModel):
     status: Status | SkipJsonSchema[None] = Field(
         default=None, description="paused stops new periods"
     )
-    amount: Annotated[StrictInt, Field(ge=1, le=MAX_CENTS)] | SkipJsonSchema[None] = Field(
+    # The bounds inside, the conversion outside: the other way round they
+    # would leave /openapi.json as "ge"/"le" instead of minimum/maximum.
+    amount: (
+        Annotated[Annotated[int, Field(strict=True, ge=1, le=MAX_CENTS)], BeforeValidator(integral)]
+        | SkipJsonSchema[None]
+    ) = Field(
         default=None,
         description="Per month; at most 10,000,000 unless the schedule donates money",
     )
