@@ -13,6 +13,7 @@ fixed in the code or stated in the schema, never by loosening the schema.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -43,19 +44,32 @@ CAUSES = ("trees", "animals")
 KEYS = {env: prefix + secrets.token_urlsafe(32) for env, prefix in KEY_PREFIXES.items()}
 
 
-def _schema(env: str) -> schemathesis.BaseSchema:
+ADMIN_TOKEN = "operator-" + secrets.token_urlsafe(24)
+# Every operation of /openapi.json is in exactly one of these.
+PUBLIC_PATHS = "^/(public/v1|badge|impact|widget|my-impact|certificates?)/"
+ADMIN_PATHS = "^/admin/v1/"
+
+
+def _schema(env: str | None, paths: str = "^/v1/") -> schemathesis.BaseSchema:
+    """The /v1 operations with an environment's key; the public ones with no
+    credentials (env None); the operator's with its token (env "admin")."""
+    auth: dict[str, Any] = {}
+    if env == "admin":
+        auth = {"openapi": {"HTTPBearer": {"bearer": ADMIN_TOKEN}}}
+    elif env is not None:
+        auth = {"openapi": {"APIKeyHeader": {"api_key": KEYS[env]}}}
     config = schemathesis.Config.from_dict(
         {
             "seed": 20261122,
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-            "auth": {"openapi": {"APIKeyHeader": {"api_key": KEYS[env]}}},
+            **({"auth": auth} if auth else {}),
         }
     )
     # The schema is the one any server publishes and needs no database; each
     # case then goes to the app of the test's own database.
     app = create_app(Settings(rate_limit="off"))
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=config).include(
-        path_regex="^/v1/"
+        path_regex=paths
     )
 
 
@@ -113,7 +127,9 @@ def _within_rules_openapi_cannot_state(
 
 sandbox = _schema("sandbox")
 production = _schema("production")
-for _schema_ in (sandbox, production):
+public = _schema(None, PUBLIC_PATHS)
+admin = _schema("admin", ADMIN_PATHS)
+for _schema_ in (sandbox, production, public, admin):
     _schema_.hook("map_case")(_within_rules_openapi_cannot_state)
 
 
@@ -122,7 +138,10 @@ def app(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     """One running app per database for the whole module (Hypothesis wants
     fixtures that outlive its inputs), with an account that owns KEYS."""
     database = request.getfixturevalue(f"{request.param}_database")
-    with TestClient(create_app(database.settings(webhooks_allow_private=True))) as client:
+    settings = database.settings(
+        webhooks_allow_private=True, admin_token=ADMIN_TOKEN, public_rate_limit="off"
+    )
+    with TestClient(create_app(settings)) as client:
         db = client.app.state.db  # type: ignore[attr-defined]
         user_id = make_account(db, causes=list(CAUSES)).user_id
 
@@ -151,6 +170,23 @@ def test_sandbox_operations(case: schemathesis.Case, app: FastAPI) -> None:
 @production.parametrize()
 def test_production_operations(case: schemathesis.Case, app: FastAPI) -> None:
     case.call_and_validate(app=app)
+
+
+@public.parametrize()
+def test_public_operations(case: schemathesis.Case, app: FastAPI) -> None:
+    case.call_and_validate(app=app)
+
+
+@admin.parametrize()
+def test_operator_operations(case: schemathesis.Case, app: FastAPI) -> None:
+    case.call_and_validate(app=app)
+
+
+def test_every_operation_is_fuzzed() -> None:
+    """No operation of /openapi.json escapes the four schemas above."""
+    paths = create_app(Settings()).openapi()["paths"]
+    covered = re.compile(f"^/v1/|{PUBLIC_PATHS}|{ADMIN_PATHS}")
+    assert [p for p in paths if not covered.match(p)] == []
 
 
 @pytest.mark.parametrize("schema", [sandbox, production], ids=["sandbox", "production"])

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio.to_thread
@@ -618,9 +618,12 @@ async def counter_page(
     slug: str,
     types: Annotated[
         str | None,
-        Query(description="Comma-separated record keys, e.g. tree_planted,waste_removed"),
+        Query(
+            description="Comma-separated record keys, e.g. tree_planted,waste_removed",
+            pattern=service.TYPES_PATTERN,
+        ),
     ] = None,
-    theme: Annotated[str, Query(description="light or dark")] = "light",
+    theme: Annotated[Literal["light", "dark"], Query(description="light or dark")] = "light",
     locale: LocaleQuery = None,
 ) -> HTMLResponse:
     """The Impact Counter as a page any site may frame, for sites that allow

@@ -60,6 +60,10 @@ PUBLIC_ENV = "production"
 NO_PROFILE = "no public impact profile at this address"
 NO_CUSTOMER_PAGE = "no customer impact page at this address"
 THEMES = ("light", "dark")
+# parse_types' rule as a JSON Schema pattern: record keys, comma-separated
+# (blanks around them and empty items are ignored).
+_KEY = "(" + "|".join(RECORD_KEYS) + ")"
+TYPES_PATTERN = rf"^\s*{_KEY}?(\s*,\s*{_KEY}?)*\s*$"
 SLUG_RULE = (
     "3 to 40 lower-case letters, digits and hyphens, starting and ending with a letter or digit"
 )
