@@ -384,8 +384,9 @@ def _seed(db: Any, receiver_url: str) -> tuple[str, str, str]:
     """An account with a published profile, an owner who can sign in, a
     webhook endpoint to the receiver: (production key, slug, owner email)."""
     from openimpact.auth import Caller
+    from openimpact.webhooks.guard import check_url
     from openimpact.webhooks.schemas import EndpointCreate
-    from openimpact.webhooks.service import create_endpoint
+    from openimpact.webhooks.service import CheckedUrl, create_endpoint
 
     def run(session: Any) -> tuple[str, str, str]:
         account, keys = create_account(
@@ -396,7 +397,8 @@ def _seed(db: Any, receiver_url: str) -> tuple[str, str, str]:
         owner = f"owner-{secrets.token_hex(3)}@soak.example"
         users.add_user(session, account, owner, "owner", PASSWORD)
         caller = Caller(account.id, account.user_id, account.email, account.name, "production", "")
-        create_endpoint(session, caller, EndpointCreate(url=receiver_url), allow_private=True)
+        url = CheckedUrl(check_url(receiver_url, allow_private=True))
+        create_endpoint(session, caller, EndpointCreate(url=receiver_url), url)
         return keys["production"].key, slug, owner
 
     return db.run_sync(run, write=True)  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)s?\s*$", re.IGNORECASE)
@@ -127,6 +127,17 @@ class Settings(BaseSettings):
         description="Dashboard sign-in and reset attempts per email (the IP gets five times this)",
     )
     log_level: str = Field(default="info")
+
+    @model_validator(mode="after")
+    def _check_webhook_lease(self) -> Settings:
+        # A lease that ran out while its worker still sends would let another
+        # worker send the same attempt.
+        if self.webhook_lease_seconds < 2 * self.webhook_timeout_seconds:
+            raise ValueError(
+                "OPENIMPACT_WEBHOOK_LEASE_SECONDS must be at least twice "
+                "OPENIMPACT_WEBHOOK_TIMEOUT_SECONDS"
+            )
+        return self
 
     @field_validator("admin_token")
     @classmethod

@@ -281,16 +281,20 @@ def upsert(
     update_columns: list[str],
     *,
     columns: list[str] | None = None,
+    increment: tuple[str, ...] = (),
 ) -> int:
     """Insert rows (a list, or a SELECT of ``columns``) and, where one with
     the same ``unique`` columns exists, set its ``update_columns`` to the new
-    row's: how many rows were written."""
+    row's and add one to its ``increment`` columns: how many rows were written."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table_)
     stmt = stmt.from_select(columns, rows) if columns is not None else stmt.values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table_.c[name] for name in unique],
-        set_={name: stmt.excluded[name] for name in update_columns},
+        set_={
+            **{name: stmt.excluded[name] for name in update_columns},
+            **{name: table_.c[name] + 1 for name in increment},
+        },
     )
     return len(conn.execute(stmt.returning(table_.c.id)).all())
 

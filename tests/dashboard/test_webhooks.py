@@ -17,7 +17,7 @@ from openimpact.config import Settings
 from openimpact.dashboard import views
 from openimpact.outbox.service import EVENT_TYPES
 from openimpact.webhooks import delivery
-from openimpact.webhooks.models import WebhookMessage
+from openimpact.webhooks.models import WebhookEndpoint, WebhookMessage
 from openimpact.webhooks.service import MAX_ENDPOINTS
 from tests.conftest import TestDatabase
 from tests.dashboard.helpers import (
@@ -276,7 +276,15 @@ def test_the_delivery_log_pages_and_resends(
     )
     db = db_of(client)
     queued = db.run_sync(
-        lambda s: list(s.scalars(select(WebhookMessage).where(WebhookMessage.trigger == "resend")))
+        lambda s: list(
+            s.scalars(
+                select(WebhookMessage)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_pk)
+                .where(
+                    WebhookMessage.trigger == "resend", WebhookEndpoint.endpoint_id == endpoint_id
+                )
+            )
+        )
     )
     assert [(m.status, m.tries) for m in queued] == [("pending", 0)]
     assert "queued to be sent again" in visible_text(

@@ -4,8 +4,11 @@ rotation, with the API's errors and tenancy; and the /v1/events feed."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
+from openimpact.app import create_app
+from tests.conftest import TestDatabase
 from tests.factories import Api
 from tests.webhooks.helpers import deliver, deliveries, endpoint
 from tests.webhooks.receiver import Receiver
@@ -86,12 +89,14 @@ class TestEndpoints:
             ("POST", "/rotate_secret"),
             ("POST", "/test"),
             ("GET", "/deliveries"),
+            ("POST", "/deliveries/dlv_x/resend"),
+            ("POST", "/recover"),
         ]:
+            body: dict[str, str] | None = {} if method == "PATCH" else None
+            if suffix == "/recover":
+                body = {"since": made["created_on"]}
             response = other.client.request(
-                method,
-                path + suffix,
-                json={} if method == "PATCH" else None,
-                headers=other.headers(),
+                method, path + suffix, json=body, headers=other.headers()
             )
             assert response.status_code == 404, (method, suffix, response.text)
         sandbox = api.as_(me.account, "sandbox")
@@ -215,3 +220,56 @@ class TestEventsFeed:
         track = me.get("/v1/track", user_id=made["user_id"], time_utc=made["time_utc"]).json()
         assert event["type"] == "impact.initiated" and event["data"] == track
         assert event["timestamp"].endswith("Z")
+
+
+def test_an_event_committed_late_is_not_skipped(postgresql_database: TestDatabase) -> None:
+    """PostgreSQL hands out ids before commit: a transaction that wrote an
+    event and is still open holds back every later event, so a cursor taken
+    meanwhile never passes over it (SQLite has one writer, in id order)."""
+    from sqlalchemy import select
+
+    from openimpact.accounts.models import Account
+    from openimpact.outbox import service as outbox
+    from openimpact.timeutil import now_ms
+
+    with TestClient(create_app(postgresql_database.settings())) as client:
+        api = Api(client)
+        me = api.as_(api.account())
+        me.plant(1)
+        first = me.get("/v1/events").json()
+        assert len(first["events"]) == 1
+        pk = api.db.run_sync(
+            lambda s: s.scalar(select(Account.id).where(Account.user_id == me.account.user_id))
+        )
+        slow = api.db.connect(write=True)
+        try:
+            transaction = slow.begin()
+            early = outbox.event("impact.initiated", pk, "production", {"n": "early"}, now_ms())
+            slow.execute(outbox.OutboxMessage.__table__.insert(), [early])
+            me.plant(3)  # its event has a higher id, and commits first
+            held = me.get("/v1/events", cursor=first["cursor"]).json()
+            assert held["events"] == []  # nothing past the open transaction yet
+            transaction.commit()
+        finally:
+            slow.close()
+        after = me.get("/v1/events", cursor=first["cursor"]).json()["events"]
+        assert after[0]["id"] == early["event_id"]
+        assert len(after) == 2 and after[1]["data"]["tree_planted"] == 3
+
+
+def test_a_host_that_resolves_too_slowly_is_a_400(
+    database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from openimpact.webhooks import guard, service
+
+    monkeypatch.setattr(service, "RESOLVE_SECONDS", 0.2)
+    monkeypatch.setattr(guard, "addresses", lambda host, port: time.sleep(1) or [])
+    with TestClient(create_app(database.settings(webhooks_allow_private=False))) as client:
+        api = Api(client)
+        me = api.as_(api.account())
+        response = me.post("/v1/webhook_endpoints", {"url": "https://slow.example/hook"})
+        assert response.status_code == 400
+        assert "did not resolve within" in response.json()["message"]
+        assert me.get("/v1/webhook_endpoints").json()["webhook_endpoints"] == []

@@ -63,6 +63,7 @@ from openimpact.web import (
     template_environment,
 )
 from openimpact.webhooks import delivery
+from openimpact.webhooks import service as webhook_service
 from openimpact.webhooks.guard import MAX_URL_LENGTH
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -88,6 +89,11 @@ templates.filters["wordinitials"] = lambda text: "".join(
 
 def _base_url(request: Request) -> str:
     return (request.app.state.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def _events(request: Request) -> Events:
+    """How a change made from the dashboard records its events."""
+    return Events(request.app.state.settings.events, _base_url(request))
 
 
 def _is_fragment(request: Request, target: str) -> bool:
@@ -599,6 +605,7 @@ async def impact_detail(request: Request, member: MemberDep, tracking_id: str) -
         tracking_id,
         _base_url(request),
         _stage_seconds(request),
+        _events(request),
         write=member.env == "sandbox",
     )
     if _is_fragment(request, "track-dialog-content"):
@@ -627,13 +634,18 @@ async def impact_cancel(
                 tracking_id,
                 reason or None,
                 _stage_seconds(request),
-                Events(request.app.state.settings.events, _base_url(request)),
+                _events(request),
                 write=True,
             )
         except ValidationFailed as exc:
             errors["reason"] = exc.message[:1].upper() + exc.message[1:]
     modal = await db.run(
-        views.track_modal, member, tracking_id, _base_url(request), _stage_seconds(request)
+        views.track_modal,
+        member,
+        tracking_id,
+        _base_url(request),
+        _stage_seconds(request),
+        _events(request),
     )
     modal.errors = errors
     modal.reason = reason
@@ -894,6 +906,17 @@ async def change_password(
     current_password: Annotated[str, Form(max_length=2000)] = "",
     new_password: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
+    # The current password is checked like a sign-in, and throttled like one:
+    # a session left open must not be a way to guess the password.
+    wait = await request.app.state.signin_throttle.check(member.email, client_ip(request))
+    if wait is not None:
+        minutes = max(1, round(wait / 60))
+        plural = "s" if minutes > 1 else ""
+        held = f"Too many attempts. Try again in {minutes} minute{plural}."
+        response = await _team(request, member, errors={"current_password": held})
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         await request.app.state.db.run(
             users.change_password, member.user_pk, current_password, new_password, write=True
@@ -1129,11 +1152,10 @@ async def create_webhook(request: Request, member: OwnerDep) -> Response:
         errors["url"] = "Enter the address that receives the events, like https://example.com/hooks"
     else:
         try:
+            body = views.webhook_form(fields)
+            url = await webhook_service.check_url(body.url, allow_private=_allow_private(request))
             made = await request.app.state.db.run(
-                lambda s: views.create_webhook(
-                    s, member, fields, allow_private=_allow_private(request)
-                ),
-                write=True,
+                lambda s: views.create_webhook(s, member, body, url), write=True
             )
         except Conflict as exc:  # the environment's limit of endpoints
             errors["url"] = _refusal(exc)
@@ -1186,10 +1208,17 @@ async def webhook_test(request: Request, member: OwnerDep, endpoint_id: str) -> 
     endpoint_id = endpoint_id[:_ID_LENGTH]
     db = request.app.state.db
     try:
-        ping = await db.run(views.queue_webhook_test, member, endpoint_id, write=True)
+        settings = request.app.state.settings
+        ping = await db.run(
+            views.queue_webhook_test,
+            member,
+            endpoint_id,
+            settings.webhook_lease_seconds,
+            write=True,
+        )
     except (Conflict, ValidationFailed) as exc:
         return await _webhook(request, member, endpoint_id, problem=_refusal(exc))
-    await delivery.deliver_now(db, request.app.state.settings, ping.message_pk)
+    await delivery.deliver_now(db, settings, ping.message_pk, ping.lease)
     attempt = await db.run(views.webhook_test_result, ping.message_pk)
     return await _webhook(
         request, member, endpoint_id, test={"event_id": ping.event_id, "attempt": attempt}
@@ -1219,10 +1248,8 @@ async def webhook_disable(
 async def _webhook_enabled(
     request: Request, member: Member, endpoint_id: str, enabled: bool, back: str
 ) -> Response:
-    allow = _allow_private(request)
     await request.app.state.db.run(
-        lambda s: views.set_webhook_enabled(s, member, endpoint_id, enabled, allow_private=allow),
-        write=True,
+        lambda s: views.set_webhook_enabled(s, member, endpoint_id, enabled), write=True
     )
     return _back(request, endpoint_id, back, "enabled" if enabled else "disabled")
 

@@ -232,13 +232,18 @@ def _impact(session: Session, member: Member, tracking_id: str) -> Impact:
 
 
 def track_modal(
-    session: Session, member: Member, tracking_id: str, base_url: str, stage_seconds: int
+    session: Session,
+    member: Member,
+    tracking_id: str,
+    base_url: str,
+    stage_seconds: int,
+    events: Events,
 ) -> TrackModal:
     """The track view of one impact: /v1/track's own view, plus what the page
     shows beside it (partner, customer, metadata, certificate addresses)."""
     impact = _impact(session, member, tracking_id)
     if sandbox.is_due(impact, now_ms(), stage_seconds):
-        sandbox.catch_up(session, impact, now_ms(), stage_seconds)
+        sandbox.catch_up(session, impact, now_ms(), stage_seconds, events)
     caller = caller_of(member)
     track = track_view(session, impact, caller.user_id, base_url)
     stage_times = {
@@ -487,6 +492,10 @@ def customer_page_link(
     """The customer's private page (production customers only: the page shows
     real impact)."""
     if member.env != "production":
+        if rotate:
+            # No page to rotate: the same 404 as the customer's own page here,
+            # not "rotated" for a customer the sandbox does not have.
+            raise NotFound(f"no production customer with id {customer_id[:40]}")
         return None
     if rotate:
         return public.rotate_customer_page_link(session, member.account_id, customer_id, base_url)
@@ -579,21 +588,23 @@ def webhook_endpoints(session: Session, member: Member, codec: CursorCodec) -> l
             return rows
 
 
-def create_webhook(
-    session: Session, member: Member, fields: dict[str, Any], *, allow_private: bool
-) -> dict[str, Any]:
-    """The form's fields through the API's schema and service (the SSRF guard
-    included): a ValidationFailed names the field ("url: ..."); the guard's
-    syntax check comes first, for its words about what is wrong with a URL."""
+def webhook_form(fields: dict[str, Any]) -> EndpointCreate:
+    """The form's fields through the API's schema: a ValidationFailed names
+    the field ("url: ..."); the guard's syntax check comes first, for its
+    words about what is wrong with a URL."""
     if isinstance(fields.get("url"), str):
         guard.check_syntax(fields["url"])
     try:
-        body = EndpointCreate.model_validate(fields)
+        return EndpointCreate.model_validate(fields)
     except ValidationError as exc:
         raise ValidationFailed(describe_validation_errors(list(exc.errors()))) from None
-    return webhook_service.create_endpoint(
-        session, caller_of(member), body, allow_private=allow_private
-    )
+
+
+def create_webhook(
+    session: Session, member: Member, body: EndpointCreate, url: webhook_service.CheckedUrl
+) -> dict[str, Any]:
+    """Through the API's service, with the URL the SSRF guard passed."""
+    return webhook_service.create_endpoint(session, caller_of(member), body, url)
 
 
 def webhook_page(
@@ -621,14 +632,10 @@ def rotate_webhook_secret(session: Session, member: Member, endpoint_id: str) ->
 
 
 def set_webhook_enabled(
-    session: Session, member: Member, endpoint_id: str, enabled: bool, *, allow_private: bool
+    session: Session, member: Member, endpoint_id: str, enabled: bool
 ) -> dict[str, Any]:
     return webhook_service.update_endpoint(
-        session,
-        caller_of(member),
-        endpoint_id,
-        EndpointPatch(enabled=enabled),
-        allow_private=allow_private,
+        session, caller_of(member), endpoint_id, EndpointPatch(enabled=enabled)
     )
 
 
@@ -637,9 +644,9 @@ def delete_webhook(session: Session, member: Member, endpoint_id: str) -> None:
 
 
 def queue_webhook_test(
-    session: Session, member: Member, endpoint_id: str
+    session: Session, member: Member, endpoint_id: str, lease_seconds: int
 ) -> webhook_service.TestPing:
-    return webhook_service.queue_test(session, caller_of(member), endpoint_id)
+    return webhook_service.queue_test(session, caller_of(member), endpoint_id, lease_seconds)
 
 
 def webhook_test_result(session: Session, message_pk: int) -> dict[str, Any] | None:

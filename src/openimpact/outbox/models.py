@@ -30,10 +30,16 @@ class OutboxMessage(Base):
     event_id: Mapped[str | None] = mapped_column(String(40))
     event_type: Mapped[str | None] = mapped_column(String(40))
     endpoint_pk: Mapped[int | None] = mapped_column(BigInteger)
+    # PostgreSQL only: the writing transaction's id (a column default set by
+    # the migration). Ids are handed out before commit, so a row with a lower
+    # id can become visible after one with a higher id; the feed pages by
+    # (txid, id) and stops below the oldest transaction still running, where
+    # nothing new can appear. SQLite commits one writer at a time, in id order.
+    txid: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index(None, "delivered_ms", "failed_ms", "next_attempt_ms"),
-        # The events feed, keyset by id, with and without a type.
-        Index(None, "account_id", "env", "kind", "id"),
-        Index(None, "account_id", "env", "event_type", "id"),
+        # The events feed, keyset by (txid, id), with and without a type.
+        Index(None, "account_id", "env", "kind", "txid", "id"),
+        Index(None, "account_id", "env", "event_type", "txid", "id"),
     )

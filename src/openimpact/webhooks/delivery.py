@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
@@ -63,6 +63,9 @@ RESPONSE_BYTES = 1024
 USER_AGENT = "OpenImpact-Webhooks/1"
 # One worker pass sends at most this long, so the worker's other jobs run too.
 PASS_SECONDS = 60.0
+# An event leased this many times without its attempts being recorded (a
+# worker dying on it each time) is given up instead of stalling the rest.
+MAX_EVENT_CLAIMS = 10
 
 _outbox = table(OutboxMessage)
 _endpoints = table(WebhookEndpoint)
@@ -89,6 +92,8 @@ class Send:
     trigger: str  # first | retry | resend | recover | test
     message_pk: int | None = None  # None for a first attempt
     tries: int = 0  # attempts before this one on the message's schedule
+    lease: int | None = None  # the message's lease held while sending it
+    version: int = 0  # the message's version when it was leased
 
 
 @dataclass(slots=True)
@@ -167,11 +172,17 @@ def _body(payload: Any) -> str:
     return orjson.dumps(payload).decode()
 
 
-def claim_events(session: Session, now: int, limit: int, lease_ms: int) -> Work:
-    """Lease up to ``limit`` new events and plan their first attempts; an
-    event no endpoint subscribes to is done at once."""
+def claim_events(
+    session: Session, now: int, limit: int, lease_ms: int, max_sends: int | None = None
+) -> Work:
+    """Lease up to ``limit`` new events and plan their first attempts (at
+    most ``max_sends`` of them: events beyond are handed back); an event no
+    endpoint subscribes to is done at once, and one that was claimed
+    :data:`MAX_EVENT_CLAIMS` times without its attempts being recorded is
+    given up (``recover`` can send it again)."""
     o = _outbox
     work = Work()
+    _give_up_events(session, now)
     rows = sql.claim(
         session.connection(),
         o,
@@ -199,6 +210,7 @@ def claim_events(session: Session, now: int, limit: int, lease_ms: int) -> Work:
         return work
     endpoints = _targets(session, {(r.account_id, r.env) for r in rows}, now)
     none: list[int] = []
+    returned: list[int] = []
     for row in sorted(rows, key=lambda r: r.id):
         wanted = [
             e
@@ -209,6 +221,9 @@ def claim_events(session: Session, now: int, limit: int, lease_ms: int) -> Work:
         if not wanted:
             none.append(row.id)
             continue
+        if max_sends is not None and work.sends and len(work.sends) + len(wanted) > max_sends:
+            returned.append(row.id)
+            continue
         body = _body(row.payload)
         work.events.append(row.id)
         for endpoint in wanted:
@@ -216,7 +231,31 @@ def claim_events(session: Session, now: int, limit: int, lease_ms: int) -> Work:
                 Send(_target(endpoint, now), row.id, row.event_id, row.event_type, body, "first")
             )
     _mark_delivered(session, none, now)
+    if returned:
+        session.execute(
+            update(o)
+            .where(o.c.id.in_(returned))
+            .values(next_attempt_ms=now, attempts=o.c.attempts - 1)
+        )
     return work
+
+
+def _give_up_events(session: Session, now: int) -> None:
+    o = _outbox
+    session.execute(
+        update(o)
+        .where(
+            o.c.kind == outbox.EVENT,
+            o.c.delivered_ms.is_(None),
+            o.c.failed_ms.is_(None),
+            o.c.next_attempt_ms <= now,
+            o.c.attempts >= MAX_EVENT_CLAIMS,
+        )
+        .values(
+            failed_ms=now,
+            last_error=f"claimed {MAX_EVENT_CLAIMS} times and never recorded; use recover",
+        )
+    )
 
 
 def claim_messages(
@@ -226,26 +265,33 @@ def claim_messages(
     lease_ms: int,
     *,
     only: Sequence[int] | None = None,
+    lease: int | None = None,
 ) -> Work:
-    """Lease up to ``limit`` due retries, resends, recoveries and pings (or
-    just the messages ``only``) of enabled endpoints."""
+    """Lease up to ``limit`` due retries, resends, recoveries and pings of
+    enabled endpoints; or the messages ``only`` that hold ``lease`` (a test
+    ping, leased to the request that queued it)."""
     m, e, o = _messages, _endpoints, _outbox
     enabled = (
         select(e.c.id)
         .where(e.c.id == m.c.endpoint_pk, e.c.enabled.is_(True), e.c.deleted_ms.is_(None))
         .exists()
     )
-    due = [m.c.status == "pending", m.c.next_attempt_ms <= now, enabled]
+    due: list[Any] = [m.c.status == "pending", m.c.next_attempt_ms <= now, enabled]
     if only is not None:
         due.append(m.c.id.in_(list(only)))
+    if lease is not None:
+        due.append(m.c.lease_ms == lease)
+    else:
+        due.append(or_(m.c.lease_ms.is_(None), m.c.lease_ms <= now))
+    new_lease = now + lease_ms
     rows = sql.claim(
         session.connection(),
         m,
         due,
         [m.c.next_attempt_ms, m.c.id],
         limit,
-        {"next_attempt_ms": now + lease_ms, "updated_ms": now},
-        [m.c.id, m.c.endpoint_pk, m.c.event_pk, m.c.tries, m.c.trigger],
+        {"lease_ms": new_lease, "updated_ms": now},
+        [m.c.id, m.c.endpoint_pk, m.c.event_pk, m.c.tries, m.c.trigger, m.c.version],
     )
     work = Work(claimed=len(rows))
     if not rows:
@@ -281,6 +327,8 @@ def claim_messages(
                 trigger,
                 message_pk=row.id,
                 tries=row.tries,
+                lease=new_lease,
+                version=row.version,
             )
         )
     return work
@@ -314,44 +362,70 @@ def headers_for(send: Send, at: float) -> dict[str, str]:
     }
 
 
-async def send_one(http: aiohttp.ClientSession, send: Send, *, allow_private: bool) -> Answer:
-    started = time.monotonic()
-    at = time.time()
-    answer = Answer(send, int(at * 1000), 0)
-    try:
-        host = urlsplit(send.target.url).hostname or ""
-        guard.check_literal_host(host, allow_private=allow_private)
-        async with http.post(
-            send.target.url,
-            data=send.body.encode(),
-            headers=headers_for(send, at),
-            allow_redirects=False,
-        ) as response:
-            answer.status = response.status
-            head = await response.content.read(RESPONSE_BYTES)
-            answer.response = head.decode("utf-8", "replace") if head else None
-            if response.status in RETRY_AFTER_STATUSES:
-                answer.retry_after_s = parse_retry_after(
-                    response.headers.get("Retry-After"), time.time()
-                )
+def _text(raw: str | bytes | None) -> str | None:
+    """Text for the log: valid UTF-8 with no NUL (PostgreSQL stores neither)."""
+    if raw is None:
+        return None
+    value = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    value = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return value or None
+
+
+class Sender:
+    """Bounded concurrent HTTP: at most ``concurrency`` requests in flight,
+    and at most ``per_endpoint`` to one endpoint, so a slow receiver holds
+    back its own events only. The timeout runs from the moment a request
+    has its turn, not while it waits for one."""
+
+    def __init__(self, http: aiohttp.ClientSession, settings: Settings) -> None:
+        self.http = http
+        self.timeout = settings.webhook_timeout_seconds
+        self.allow_private = settings.webhooks_allow_private
+        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self.per_endpoint = max(1, settings.webhook_concurrency // 4)
+        self.endpoint_slots: dict[int, asyncio.Semaphore] = {}
+
+    async def send(self, send: Send) -> Answer:
+        slot = self.endpoint_slots.setdefault(send.target.pk, asyncio.Semaphore(self.per_endpoint))
+        async with slot, self.slots:
+            return await self._send(send)
+
+    async def _send(self, send: Send) -> Answer:
+        started = time.monotonic()
+        at = time.time()
+        answer = Answer(send, int(at * 1000), 0)
+        try:
+            host = urlsplit(send.target.url).hostname or ""
+            guard.check_literal_host(host, allow_private=self.allow_private)
+            async with asyncio.timeout(self.timeout):
+                async with self.http.post(
+                    send.target.url,
+                    data=send.body.encode(),
+                    headers=headers_for(send, at),
+                    allow_redirects=False,
+                ) as response:
+                    answer.status = response.status
+                    answer.response = _text(await response.content.read(RESPONSE_BYTES))
+                    if response.status in RETRY_AFTER_STATUSES:
+                        answer.retry_after_s = parse_retry_after(
+                            response.headers.get("Retry-After"), time.time()
+                        )
             if not answer.succeeded:
-                answer.error = f"HTTP {response.status}" + (
-                    " (redirects are not followed)" if 300 <= response.status < 400 else ""
+                answer.error = f"HTTP {answer.status}" + (
+                    " (redirects are not followed)" if 300 <= (answer.status or 0) < 400 else ""
                 )
-    except TimeoutError:
-        answer.error = "timed out"
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        answer.error = guard.describe(exc)
-    answer.latency_ms = int((time.monotonic() - started) * 1000)
-    return answer
+        except TimeoutError:
+            answer.error = "timed out"
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            answer.error = _text(guard.describe(exc))
+        except Exception as exc:  # a failed attempt, whatever went wrong
+            log.exception("webhook delivery to endpoint %s failed", send.target.pk)
+            answer.error = _text(f"{type(exc).__name__}: {exc}"[:500])
+        answer.latency_ms = int((time.monotonic() - started) * 1000)
+        return answer
 
-
-async def send_all(
-    http: aiohttp.ClientSession, sends: Sequence[Send], *, allow_private: bool
-) -> list[Answer]:
-    return list(
-        await asyncio.gather(*(send_one(http, s, allow_private=allow_private) for s in sends))
-    )
+    async def send_all(self, sends: Sequence[Send]) -> list[Answer]:
+        return list(await asyncio.gather(*(self.send(s) for s in sends)))
 
 
 def client(settings: Settings) -> aiohttp.ClientSession:
@@ -362,7 +436,8 @@ def client(settings: Settings) -> aiohttp.ClientSession:
     )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+        # The Sender times each request from its turn on (asyncio.timeout).
+        timeout=aiohttp.ClientTimeout(total=None),
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding",),
     )
@@ -389,8 +464,8 @@ def record(session: Session, work: Work, answers: Sequence[Answer], settings: Se
                 "succeeded": a.succeeded,
                 "status_code": a.status,
                 "latency_ms": a.latency_ms,
-                "response": a.response,
-                "error": a.error,
+                "response": _text(a.response),
+                "error": _text(a.error),
             }
             for a in answers
         ]
@@ -414,6 +489,7 @@ def record(session: Session, work: Work, answers: Sequence[Answer], settings: Se
                         "tries": 1,
                         "next_attempt_ms": now + retry_delay_ms(1, scale, a.retry_after_s),
                         "trigger": "retry",
+                        "version": 0,
                         "created_ms": now,
                         "updated_ms": now,
                     }
@@ -426,20 +502,38 @@ def record(session: Session, work: Work, answers: Sequence[Answer], settings: Se
         else:
             status, next_ms = "pending", now + retry_delay_ms(tries, scale, a.retry_after_s)
         finished.append(
-            {"b_id": send.message_pk, "b_status": status, "b_tries": tries, "b_next": next_ms}
+            {
+                "b_id": send.message_pk,
+                "b_status": status,
+                "b_tries": tries,
+                "b_next": next_ms,
+                "b_version": send.version,
+                "b_lease": send.lease,
+            }
         )
     if retries:
         sql.insert_new(session.connection(), _messages, ["endpoint_pk", "event_pk"], retries)
     if finished:
-        session.connection().execute(
-            update(_messages)
-            .where(_messages.c.id == bindparam("b_id"))
+        m = _messages
+        conn = session.connection()
+        # The outcome, unless a resend came meanwhile (version changed): that
+        # one stands, and is sent once the lease below is let go.
+        conn.execute(
+            update(m)
+            .where(m.c.id == bindparam("b_id"), m.c.version == bindparam("b_version"))
             .values(
                 status=bindparam("b_status"),
                 tries=bindparam("b_tries"),
                 next_attempt_ms=bindparam("b_next"),
+                lease_ms=None,
                 updated_ms=now,
             ),
+            finished,
+        )
+        conn.execute(
+            update(m)
+            .where(m.c.id == bindparam("b_id"), m.c.lease_ms == bindparam("b_lease"))
+            .values(lease_ms=None),
             finished,
         )
     _endpoint_health(session, answers, now, settings)
@@ -514,8 +608,8 @@ def _email_owners(session: Session, endpoint: Any, reason: str, now: int) -> Non
 
 
 def chunk_size(settings: Settings) -> int:
-    """Sends leased at once: the lease must outlast the slowest chunk
-    (``chunk / concurrency`` rounds of at most a timeout each)."""
+    """Sends leased at once: the lease must outlast the slowest chunk, which
+    sends in ``chunk / concurrency`` rounds of at most a timeout each."""
     rounds = max(1, int(settings.webhook_lease_seconds / (2 * settings.webhook_timeout_seconds)))
     return max(1, min(1000, settings.webhook_concurrency * rounds))
 
@@ -524,7 +618,9 @@ async def deliver(
     db: Database, settings: Settings, *, seconds: float = PASS_SECONDS
 ) -> dict[str, int]:
     """Send what is due until nothing is, or ``seconds`` have passed: the
-    next chunk is claimed, and the last one recorded, while one is being sent."""
+    next chunk is claimed, and the last one recorded, while one is being sent.
+    A chunk whose recording fails is logged; its leases run out and it is
+    sent again."""
     counts = {"sent": 0, "failed": 0}
     limit = chunk_size(settings)
     lease_ms = settings.webhook_lease_seconds * 1000
@@ -535,7 +631,9 @@ async def deliver(
             now = now_ms()
             work = claim_messages(session, now, limit, lease_ms)
             if len(work.sends) < limit:
-                first = claim_events(session, now, limit - len(work.sends), lease_ms)
+                first = claim_events(
+                    session, now, limit - len(work.sends), lease_ms, limit - len(work.sends)
+                )
                 work.sends.extend(first.sends)
                 work.events.extend(first.events)
                 work.claimed += first.claimed
@@ -543,21 +641,23 @@ async def deliver(
 
         return db.run_sync(run, write=True)
 
+    async def recorded(work: Work, answers: list[Answer]) -> None:
+        try:
+            await asyncio.to_thread(db.run_sync, record, work, answers, settings, write=True)
+        except Exception:
+            log.exception("recording %d webhook attempts failed", len(answers))
+
     recording: asyncio.Task[None] | None = None
     async with client(settings) as http:
+        sender = Sender(http, settings)
         work = await asyncio.to_thread(claim)
         while work.claimed:
-            answers = await send_all(
-                http, work.sends, allow_private=settings.webhooks_allow_private
-            )
+            answers = await sender.send_all(work.sends)
             more = time.monotonic() < deadline
             following = asyncio.create_task(asyncio.to_thread(claim)) if more else None
             if recording is not None:
                 await recording
-            done = work
-            recording = asyncio.create_task(
-                asyncio.to_thread(db.run_sync, record, done, answers, settings, write=True)
-            )
+            recording = asyncio.create_task(recorded(work, answers))
             for answer in answers:
                 counts["sent" if answer.succeeded else "failed"] += 1
             if following is None:
@@ -568,16 +668,18 @@ async def deliver(
     return counts
 
 
-async def deliver_now(db: Database, settings: Settings, message_pk: int) -> None:
-    """Send one queued message at once (the test button and endpoint)."""
+async def deliver_now(db: Database, settings: Settings, message_pk: int, lease: int) -> None:
+    """Send one queued message at once (the test button and endpoint): the
+    message was queued leased to the caller, so no worker takes it first."""
     lease_ms = settings.webhook_lease_seconds * 1000
     work: Work = await db.run(
-        lambda s: claim_messages(s, now_ms(), 1, lease_ms, only=[message_pk]), write=True
+        lambda s: claim_messages(s, now_ms(), 1, lease_ms, only=[message_pk], lease=lease),
+        write=True,
     )
     if not work.sends:
         return
     async with client(settings) as http:
-        answers = await send_all(http, work.sends, allow_private=settings.webhooks_allow_private)
+        answers = await Sender(http, settings).send_all(work.sends)
     await db.run(record, work, answers, settings, write=True)
 
 

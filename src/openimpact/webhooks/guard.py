@@ -59,6 +59,8 @@ def refusal(address: IPAddress) -> str | None:
         return "a loopback address"
     if address.is_link_local:
         return "a link-local address"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "a private address"  # fec0::/10, site-local
     if address.is_multicast:
         return "a multicast address"
     if address.is_private:

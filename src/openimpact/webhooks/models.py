@@ -58,12 +58,17 @@ class WebhookMessage(Base):
     tries: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
     trigger: Mapped[str] = mapped_column(String(10))  # retry | resend | recover | test
+    # Held by the worker sending it until then; None when no one is.
+    lease_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Bumped by a resend: the attempt in flight then does not overwrite it.
+    version: Mapped[int] = mapped_column(Integer, default=0)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (
         UniqueConstraint("endpoint_pk", "event_pk"),
         Index(None, "status", "next_attempt_ms"),
+        Index(None, "event_pk"),
     )
 
 
@@ -86,4 +91,9 @@ class WebhookAttempt(Base):
     response: Mapped[str | None] = mapped_column(Text)  # the answer's first bytes
     error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index(None, "endpoint_pk", "id"), Index(None, "attempted_ms"))
+    __table_args__ = (
+        Index(None, "endpoint_pk", "id"),
+        Index(None, "endpoint_pk", "event_pk"),
+        Index(None, "event_pk"),
+        Index(None, "attempted_ms"),
+    )

@@ -47,13 +47,13 @@ async def create_endpoint(
 ) -> JSONResponse:
     """Register a URL that receives this environment's events, signed as Standard
     Webhooks. The `secret` is in this answer and in `GET …/secret`, nowhere else."""
-    allow = _allow_private(request)
+    url = await service.check_url(body.url, allow_private=_allow_private(request))
     return await run_idempotent(
         request,
         caller,
         key,
         body,
-        lambda s: Outcome(200, service.create_endpoint(s, caller, body, allow_private=allow)),
+        lambda s: Outcome(200, service.create_endpoint(s, caller, body, url)),
     )
 
 
@@ -95,11 +95,12 @@ async def update_endpoint(
 ) -> Any:
     """Change the URL, description or event types; `enabled: false` stops deliveries
     and `true` resumes them (`…/recover` then resends what was missed)."""
-    allow = _allow_private(request)
+    url = None
+    if body.url is not None:
+        url = await service.check_url(body.url, allow_private=_allow_private(request))
     return JSONResponse(
         await request.app.state.db.run(
-            lambda s: service.update_endpoint(s, caller, endpoint_id, body, allow_private=allow),
-            write=True,
+            lambda s: service.update_endpoint(s, caller, endpoint_id, body, url), write=True
         )
     )
 
@@ -146,8 +147,11 @@ async def test_endpoint(request: Request, caller: AccountDep, endpoint_id: Endpo
     """Send a `ping` event now and answer with the attempt; a failed ping is retried
     like any event."""
     db = request.app.state.db
-    ping: service.TestPing = await db.run(service.queue_test, caller, endpoint_id, write=True)
-    await delivery.deliver_now(db, request.app.state.settings, ping.message_pk)
+    settings = request.app.state.settings
+    ping: service.TestPing = await db.run(
+        service.queue_test, caller, endpoint_id, settings.webhook_lease_seconds, write=True
+    )
+    await delivery.deliver_now(db, settings, ping.message_pk, ping.lease)
     attempt = await db.run(service.attempt_of_message, ping.message_pk)
     return JSONResponse(
         {"endpoint_id": ping.endpoint_id, "event_id": ping.event_id, "delivery": attempt}

@@ -10,13 +10,15 @@ the delivery log, resends, recovery and the test ``ping``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, literal, select, update
+from sqlalchemy import and_, exists, literal, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from openimpact import sql
@@ -88,10 +90,37 @@ def _types(values: Sequence[str] | None) -> list[str] | None:
     return sorted(set(values), key=list(outbox.EVENT_TYPES).index)
 
 
+# How long the guard may wait for DNS when an endpoint is saved.
+RESOLVE_SECONDS = 5.0
+
+
+class CheckedUrl(str):
+    """A URL the SSRF guard passed (made only by :func:`check_url`)."""
+
+    __slots__ = ()
+
+
+async def check_url(url: str, *, allow_private: bool) -> CheckedUrl:
+    """The guard's check of a URL to save, before any transaction is opened
+    and off the event loop: DNS may be slow, and must hold no lock meanwhile."""
+    try:
+        checked = await asyncio.wait_for(
+            asyncio.to_thread(guard.check_url, url, allow_private=allow_private),
+            RESOLVE_SECONDS,
+        )
+    except TimeoutError:
+        host = urlsplit(url).hostname or url
+        raise ValidationFailed(
+            f"url: the host {host} did not resolve within {RESOLVE_SECONDS:g} s"
+        ) from None
+    return CheckedUrl(checked)
+
+
 def create_endpoint(
-    session: Session, caller: Caller, body: EndpointCreate, *, allow_private: bool
+    session: Session, caller: Caller, body: EndpointCreate, url: CheckedUrl
 ) -> dict[str, Any]:
-    url = guard.check_url(body.url, allow_private=allow_private)
+    """A new endpoint for ``url``, which :func:`check_url` passed (``body.url``
+    as the caller sent it)."""
     count = len(
         session.scalars(
             select(WebhookEndpoint.id).where(
@@ -159,15 +188,16 @@ def update_endpoint(
     caller: Caller,
     endpoint_id: str,
     patch: EndpointPatch,
-    *,
-    allow_private: bool,
+    url: CheckedUrl | None = None,
 ) -> dict[str, Any]:
+    """Change what ``patch`` names; a new URL comes as ``url``, which
+    :func:`check_url` passed."""
     endpoint = find_endpoint(session, caller, endpoint_id)
     fields = patch.model_fields_set
     if "url" in fields:
-        if patch.url is None:
+        if patch.url is None or url is None:
             raise ValidationFailed("url: must be an https:// (or http://) URL")
-        endpoint.url = guard.check_url(patch.url, allow_private=allow_private)
+        endpoint.url = url
     if "description" in fields:
         endpoint.description = patch.description
     if "event_types" in fields:
@@ -263,18 +293,26 @@ def list_deliveries(
     return [attempt_out(a) for a in page], next_cursor
 
 
+_REQUEUE = ["status", "tries", "next_attempt_ms", "trigger", "updated_ms"]
+
+
 def _queue(session: Session, endpoint_pk: int, event_pk: int, trigger: str, now: int) -> None:
-    """Send the event to the endpoint now, on a fresh retry schedule."""
+    """Send the event to the endpoint now, on a fresh retry schedule. A
+    message a worker is sending meanwhile keeps its lease: the new version
+    makes that attempt leave this request standing (delivery.record)."""
     sql.upsert(
         session.connection(),
         _messages,
         ["endpoint_pk", "event_pk"],
         [_message_row(endpoint_pk, event_pk, trigger, now)],
-        ["status", "tries", "next_attempt_ms", "trigger", "updated_ms"],
+        _REQUEUE,
+        increment=("version",),
     )
 
 
-def _message_row(endpoint_pk: int, event_pk: int, trigger: str, now: int) -> dict[str, Any]:
+def _message_row(
+    endpoint_pk: int, event_pk: int, trigger: str, now: int, lease_ms: int | None = None
+) -> dict[str, Any]:
     return {
         "endpoint_pk": endpoint_pk,
         "event_pk": event_pk,
@@ -282,6 +320,8 @@ def _message_row(endpoint_pk: int, event_pk: int, trigger: str, now: int) -> dic
         "tries": 0,
         "next_attempt_ms": now,
         "trigger": trigger,
+        "lease_ms": lease_ms,
+        "version": 0,
         "created_ms": now,
         "updated_ms": now,
     }
@@ -320,9 +360,10 @@ def _subscribed(endpoint: WebhookEndpoint) -> Any:
 
 
 def recover(session: Session, caller: Caller, endpoint_id: str, since: str) -> dict[str, Any]:
-    """Queue every event since ``since`` that the endpoint subscribes to and
-    has not received (failed, or sent while it was disabled): one INSERT …
-    SELECT, however many."""
+    """Queue every event since ``since`` that the endpoint subscribes to,
+    written after the endpoint was, whose first attempt is over, and that it
+    has not received (failed, or written while it was disabled): one INSERT
+    … SELECT, however many."""
     endpoint = find_endpoint(session, caller, endpoint_id)
     since_ms = parse_iso_ms(since)
     now = now_ms()
@@ -350,15 +391,22 @@ def recover(session: Session, caller: Caller, endpoint_id: str, since: str) -> d
         literal(0).label("tries"),
         literal(now).label("next_attempt_ms"),
         literal("recover").label("trigger"),
+        literal(0).label("version"),
         literal(now).label("created_ms"),
         literal(now).label("updated_ms"),
-    ).where(_subscribed(endpoint), o.c.created_ms >= since_ms, ~received, ~queued)
+    ).where(
+        _subscribed(endpoint),
+        o.c.created_ms >= max(since_ms, endpoint.created_ms),
+        or_(o.c.delivered_ms.is_not(None), o.c.failed_ms.is_not(None)),
+        ~received,
+        ~queued,
+    )
     count = sql.upsert(
         session.connection(),
         m,
         ["endpoint_pk", "event_pk"],
         rows,
-        ["status", "tries", "next_attempt_ms", "trigger", "updated_ms"],
+        _REQUEUE,
         columns=[
             "endpoint_pk",
             "event_pk",
@@ -366,9 +414,11 @@ def recover(session: Session, caller: Caller, endpoint_id: str, since: str) -> d
             "tries",
             "next_attempt_ms",
             "trigger",
+            "version",
             "created_ms",
             "updated_ms",
         ],
+        increment=("version",),
     )
     return {"endpoint_id": endpoint.endpoint_id, "queued": count}
 
@@ -378,13 +428,17 @@ class TestPing:
     endpoint_id: str
     event_id: str
     message_pk: int
+    lease: int  # held by the request that sends it (delivery.deliver_now)
 
 
-def queue_test(session: Session, caller: Caller, endpoint_id: str) -> TestPing:
-    """A ``ping`` event for this endpoint alone, queued to be sent now."""
+def queue_test(session: Session, caller: Caller, endpoint_id: str, lease_seconds: int) -> TestPing:
+    """A ``ping`` event for this endpoint alone, queued to be sent now by the
+    caller, which holds its lease (a worker sends it only if the caller
+    fails to)."""
     endpoint = find_endpoint(session, caller, endpoint_id)
     _check_enabled(endpoint)
     now = now_ms()
+    lease = now + lease_seconds * 1000
     row = outbox.event(
         outbox.PING,
         caller.account_id,
@@ -403,11 +457,11 @@ def queue_test(session: Session, caller: Caller, endpoint_id: str) -> TestPing:
         session.connection()
         .execute(
             _messages.insert().returning(_messages.c.id),
-            _message_row(endpoint.id, event_pk, "test", now),
+            _message_row(endpoint.id, event_pk, "test", now, lease),
         )
         .scalar_one()
     )
-    return TestPing(endpoint.endpoint_id, row["event_id"], message_pk)
+    return TestPing(endpoint.endpoint_id, row["event_id"], message_pk, lease)
 
 
 def attempt_of_message(session: Session, message_pk: int) -> dict[str, Any] | None:
@@ -430,6 +484,10 @@ def attempt_of_message(session: Session, message_pk: int) -> dict[str, Any] | No
 # The events feed ----------------------------------------------------------------------------
 
 
+# The oldest transaction still running: below it no event can appear any more.
+_HORIZON_PG = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
 def list_events(
     session: Session,
     caller: Caller,
@@ -438,11 +496,18 @@ def list_events(
     cursor: str | None,
     codec: CursorCodec,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The environment's events of the last 30 days, oldest first."""
+    """The environment's events of the last 30 days, oldest first.
+
+    Every page that holds events carries a cursor, the last one included: a
+    client keeps it and calls again later for what came since. On
+    PostgreSQL the order is (writing transaction, id), up to the oldest
+    transaction still running (outbox/models.py says why); on SQLite, id.
+    """
     o = _outbox
     scope = fingerprint("events", caller.account_id, caller.env, event_type)
     since = now_ms() - RETENTION_DAYS * 86_400_000
-    query = select(o.c.id, o.c.event_id, o.c.payload).where(
+    postgres = session.connection().dialect.name == "postgresql"
+    query = select(o.c.id, o.c.txid, o.c.event_id, o.c.payload).where(
         o.c.account_id == caller.account_id,
         o.c.env == caller.env,
         o.c.created_ms >= since,
@@ -451,10 +516,15 @@ def list_events(
         query = query.where(o.c.event_type == event_type)
     else:
         query = query.where(o.c.kind == outbox.EVENT, o.c.endpoint_pk.is_(None))
+    settled = o.c.txid < _HORIZON_PG if postgres else o.c.txid.is_(None)
+    query = query.where(settled)
     if cursor is not None:
-        (after,) = codec.decode(cursor, scope, 1)
-        query = query.where(o.c.id > after)
-    rows = session.execute(query.order_by(o.c.id).limit(limit + 1)).all()
-    page = rows[:limit]
-    next_cursor = codec.encode(scope, [page[-1].id]) if len(rows) > limit and page else None
+        after_txid, after_id = codec.decode(cursor, scope, 2)
+        if postgres:
+            query = query.where(tuple_(o.c.txid, o.c.id) > tuple_(after_txid, after_id))
+        else:
+            query = query.where(o.c.id > after_id)
+    order = (o.c.txid, o.c.id) if postgres else (o.c.id,)
+    page = session.execute(query.order_by(*order).limit(limit)).all()
+    next_cursor = codec.encode(scope, [page[-1].txid or 0, page[-1].id]) if page else None
     return [{"id": r.event_id, **r.payload} for r in page], next_cursor

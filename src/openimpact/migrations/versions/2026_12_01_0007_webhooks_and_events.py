@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-01 14:24:02.860027
+Create Date: 2026-12-01 14:57:54.516942
 """
 
 from collections.abc import Sequence
@@ -100,7 +100,15 @@ def upgrade() -> None:
             batch_op.f("ix_webhook_attempts_attempted_ms"), ["attempted_ms"], unique=False
         )
         batch_op.create_index(
+            batch_op.f("ix_webhook_attempts_endpoint_pk_event_pk"),
+            ["endpoint_pk", "event_pk"],
+            unique=False,
+        )
+        batch_op.create_index(
             batch_op.f("ix_webhook_attempts_endpoint_pk_id"), ["endpoint_pk", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_attempts_event_pk"), ["event_pk"], unique=False
         )
 
     op.create_table(
@@ -119,6 +127,8 @@ def upgrade() -> None:
         sa.Column("tries", sa.Integer(), nullable=False),
         sa.Column("next_attempt_ms", sa.BigInteger(), nullable=False),
         sa.Column("trigger", sa.String(length=10), nullable=False),
+        sa.Column("lease_ms", sa.BigInteger(), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -140,6 +150,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("webhook_messages", schema=None) as batch_op:
         batch_op.create_index(
+            batch_op.f("ix_webhook_messages_event_pk"), ["event_pk"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_webhook_messages_status_next_attempt_ms"),
             ["status", "next_attempt_ms"],
             unique=False,
@@ -149,32 +162,44 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("event_id", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("event_type", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("endpoint_pk", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("txid", sa.BigInteger(), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_outbox_account_id_env_event_type_id"),
-            ["account_id", "env", "event_type", "id"],
+            batch_op.f("ix_outbox_account_id_env_event_type_txid_id"),
+            ["account_id", "env", "event_type", "txid", "id"],
             unique=False,
         )
         batch_op.create_index(
-            batch_op.f("ix_outbox_account_id_env_kind_id"),
-            ["account_id", "env", "kind", "id"],
+            batch_op.f("ix_outbox_account_id_env_kind_txid_id"),
+            ["account_id", "env", "kind", "txid", "id"],
             unique=False,
+        )
+
+    if op.get_bind().dialect.name == "postgresql":
+        # The writing transaction's id on every new row (the events feed pages
+        # by it: outbox/models.py).
+        op.execute(
+            "ALTER TABLE outbox ALTER COLUMN txid SET DEFAULT (pg_current_xact_id()::text::bigint)"
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_account_id_env_kind_id"))
-        batch_op.drop_index(batch_op.f("ix_outbox_account_id_env_event_type_id"))
+        batch_op.drop_index(batch_op.f("ix_outbox_account_id_env_kind_txid_id"))
+        batch_op.drop_index(batch_op.f("ix_outbox_account_id_env_event_type_txid_id"))
+        batch_op.drop_column("txid")
         batch_op.drop_column("endpoint_pk")
         batch_op.drop_column("event_type")
         batch_op.drop_column("event_id")
 
     with op.batch_alter_table("webhook_messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_messages_status_next_attempt_ms"))
+        batch_op.drop_index(batch_op.f("ix_webhook_messages_event_pk"))
 
     op.drop_table("webhook_messages")
     with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_attempts_event_pk"))
         batch_op.drop_index(batch_op.f("ix_webhook_attempts_endpoint_pk_id"))
+        batch_op.drop_index(batch_op.f("ix_webhook_attempts_endpoint_pk_event_pk"))
         batch_op.drop_index(batch_op.f("ix_webhook_attempts_attempted_ms"))
 
     op.drop_table("webhook_attempts")
