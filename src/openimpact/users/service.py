@@ -236,9 +236,17 @@ def use_token(session: Session, token: str, purpose: str, password: str) -> User
 
 
 def _set_password(session: Session, user: User, password: str, now: int) -> None:
+    """A new password ends every session of the user and voids every link
+    still out: a reset link someone else got hold of stops working when the
+    person changes the password themselves (OWASP Forgot Password)."""
     user.password_hash = hash_password(password)
     user.password_set_ms = now
     revoke_sessions(session, user.id, now)
+    session.execute(
+        update(UserToken)
+        .where(UserToken.user_id == user.id, UserToken.used_ms.is_(None))
+        .values(used_ms=now)
+    )
     session.flush()
 
 
