@@ -42,7 +42,7 @@ from standardwebhooks import Webhook
 from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.config import Settings
-from openimpact.db import Database, table
+from openimpact.db import Database, rowcount, table
 from openimpact.outbox import service as outbox
 from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import now_ms
@@ -242,7 +242,7 @@ def claim_events(
 
 def _give_up_events(session: Session, now: int) -> None:
     o = _outbox
-    session.execute(
+    given_up = session.execute(
         update(o)
         .where(
             o.c.kind == outbox.EVENT,
@@ -256,6 +256,12 @@ def _give_up_events(session: Session, now: int) -> None:
             last_error=f"claimed {MAX_EVENT_CLAIMS} times and never recorded; use recover",
         )
     )
+    if rowcount(given_up):
+        log.error(
+            "gave up %d event(s) claimed %d times without their attempts being recorded",
+            rowcount(given_up),
+            MAX_EVENT_CLAIMS,
+        )
 
 
 def claim_messages(
