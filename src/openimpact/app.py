@@ -31,6 +31,7 @@ from openimpact.errors import error_response, install_error_handlers
 from openimpact.impacts.router import router as impacts_router
 from openimpact.impacts.writer import Writer
 from openimpact.lifecycle.router import router as lifecycle_router
+from openimpact.lifecycle.schemas import BATCH_BODY_BYTES
 from openimpact.migrate import prepare_database
 from openimpact.outbox.service import Events
 from openimpact.pagination import CursorCodec
@@ -48,22 +49,32 @@ log = logging.getLogger(__name__)
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with a JSON 413, reading at most
-    that much, whether or not the client sent Content-Length."""
+    that much, whether or not the client sent Content-Length. Paths under a
+    prefix of ``larger`` have that limit instead (the operator's batches, whose
+    schema allows bodies far over the default)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.larger.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         # The length check first: int() refuses strings of over 4300 digits.
         if declared is not None and (
-            not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes
+            not declared.isdigit() or len(declared) > 18 or int(declared) > limit
         ):
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -73,8 +84,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -91,9 +102,9 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = error_response(
-            413, "payload_too_large", f"request body must be at most {self.max_bytes} bytes"
+            413, "payload_too_large", f"request body must be at most {limit} bytes"
         )
         await response(scope, receive, send)
 
@@ -270,6 +281,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    batches = max(settings.max_body_bytes, BATCH_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, larger={"/admin/v1/lifecycle/": batches}
+    )
     app.add_middleware(UrlGuard)
     return app

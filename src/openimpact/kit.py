@@ -75,6 +75,20 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
 
 
+def json_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """error_responses for a route whose own answer is not JSON (a page, an
+    image, a PDF): its errors still are, and the schema says so (FastAPI would
+    file them under the route's media type)."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    return {
+        status: {
+            "description": entry["description"],
+            "content": {"application/json": {"schema": ref}},
+        }
+        for status, entry in error_responses(*statuses).items()
+    }
+
+
 # The OpenAPI formats (RFC 3339 full-date and date-time) of values that the
 # server parses itself, so that the schema says what is accepted while the
 # error message still names the parameter in our own words.

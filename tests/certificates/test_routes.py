@@ -237,3 +237,11 @@ class TestNotFound:
             response = client.get(path)
             assert response.status_code == 404, path
             assert response.json()["type"] == "not_found", path
+
+    def test_the_schema_says_the_404_is_json(self, client: TestClient) -> None:
+        """Pages, images and PDFs alike: their own answer is not JSON, their 404 is."""
+        spec = client.get("/openapi.json").json()
+        for path, item in spec["paths"].items():
+            if path.startswith(("/certificates/", "/certificate/")):
+                content = item["get"]["responses"]["404"]["content"]
+                assert list(content) == ["application/json"], path

@@ -188,6 +188,12 @@ class TestRules:
             ({"impact_type": "trees"}, "selection.impact_type"),
             ({"env": "staging"}, "selection.env"),
             ({"all": True, "surprise": 1}, "selection.surprise"),
+            ({"tracking_ids": []}, "selection.tracking_ids"),
+            ({"tracking_ids": [" U1-2024-09-16T20:34:04.429Z"]}, "selection.tracking_ids.0"),
+            ({"tracking_ids": ["U1-2024-09-16T20:34:04Z"]}, "selection.tracking_ids.0"),
+            ({"user_id": ""}, "selection.user_id"),
+            # Only complete selects by project, and not even a null one elsewhere.
+            ({"all": True, "project_id": None}, "selection.project_id"),
         ]
         for selection, field in cases:
             response = operator.run("receive", selection)
@@ -197,9 +203,14 @@ class TestRules:
         bad_video = operator.run("complete", {"all": True}, impact_video="javascript:alert(1)")
         assert bad_video.status_code == 400
         assert "impact_video" in bad_video.json()["message"]
-        bad_time = operator.run("complete", {"all": True}, live_session_date="next week")
-        assert bad_time.status_code == 400
-        assert "live_session_date" in bad_time.json()["message"]
+        for video in (" https://example.com/v", "https://exa mple.com/", "HTTPS://example.com"):
+            bad_video = operator.run("complete", {"all": True}, impact_video=video)
+            assert bad_video.status_code == 400, video
+            assert bad_video.json()["message"].startswith("impact_video:")
+        for when in ("next week", "2025-02-30T13:00:00Z", "1999-12-31T13:00:00Z", "2025-04-16"):
+            bad_time = operator.run("complete", {"all": True}, live_session_date=when)
+            assert bad_time.status_code == 400, when
+            assert bad_time.json()["message"].startswith("live_session_date:")
         too_big = operator.run("receive", {"all": True}, chunk_size=0)
         assert too_big.status_code == 400
         assert "chunk_size" in too_big.json()["message"]
@@ -299,6 +310,14 @@ class TestSelections:
         assert report["changed"] == 1
         assert (report["not_found"], report["not_found_count"]) == ([missing], 1)
 
+    def test_a_tracking_id_at_a_time_that_does_not_exist_names_no_impact(
+        self, api: Api, operator: Operator
+    ) -> None:
+        account = api.account()
+        never = f"{account.user_id}-2025-02-30T25:00:00.000Z"
+        report = operator.ok("receive", {"tracking_ids": [never, never]}, dry_run=True)
+        assert (report["matched"], report["not_found"]) == (0, [never])
+
     def test_complete_by_project(self, api: Api, operator: Operator) -> None:
         account = api.account()
         caller = api.as_(account)
@@ -394,6 +413,59 @@ def _all_rows(api: Api, user_id: str) -> list[int]:
     )
 
 
+class TestBodyLimit:
+    def test_the_largest_batch_the_schema_allows_gets_through(
+        self, api: Api, operator: Operator
+    ) -> None:
+        """Every field at its longest, as many tracking ids as allowed, each
+        character as long as JSON can make it; only just over the limit is 413."""
+        import json
+
+        from openimpact.lifecycle.schemas import BATCH_BODY_BYTES, MAX_TRACKING_IDS
+
+        wide = "\U0001d4e3"  # a 12-byte \ud835\udce3 in JSON
+        user = '"' * 30 + "\\" * 34  # 64 characters of 2 bytes each
+        ids = [f"{user}-{ms_to_iso(1_700_000_000_000 + n)}" for n in range(MAX_TRACKING_IDS)]
+        body = {
+            "selection": {
+                "env": "production",
+                "impact_type": "tree_planted",
+                "category": wide * 40,
+                "start_date": "2024-01-01",
+                "end_date": "2024-12-31",
+                "stage": "transferred",
+                "project_id": wide * 80,
+                "tracking_ids": ids,
+                "all": False,
+            },
+            "dry_run": True,
+            "chunk_size": 1000,
+            "impact_video": "https://example.com/" + wide * 480,
+            "live_session_date": "2025-04-16T13:00:00.000000+00:00",
+            "notes": wide * 2000,
+        }
+        data = json.dumps(body).encode()
+        assert 1_500_000 < len(data) <= BATCH_BODY_BYTES
+        headers = {**operator.headers, "Content-Type": "application/json"}
+        response = operator.client.post(
+            "/admin/v1/lifecycle/complete", content=data, headers=headers
+        )
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["not_found_count"] == MAX_TRACKING_IDS
+
+        padded = data[:-1] + b" " * (BATCH_BODY_BYTES - len(data) + 1) + b"}"
+        too_big = operator.client.post(
+            "/admin/v1/lifecycle/complete", content=padded, headers=headers
+        )
+        assert too_big.status_code == 413
+        assert too_big.json()["message"] == f"request body must be at most {BATCH_BODY_BYTES} bytes"
+        # Everything else keeps the ordinary limit.
+        elsewhere = operator.client.put(
+            "/admin/v1/accounts/U0/projects", content=b" " * 65537, headers=headers
+        )
+        assert elsewhere.status_code == 413
+
+
 class TestAssignment:
     def test_account_override(self, api: Api, operator: Operator) -> None:
         account = api.account()
@@ -438,6 +510,15 @@ class TestAssignment:
             headers=operator.headers,
         )
         assert missing.status_code == 404
+        # The shape of a key is a rule of the request, whoever the account is.
+        for overrides in ({"days": ""}, {"money_donated:": "x"}, {"tree_planted": False}):
+            shape = operator.client.put(
+                "/admin/v1/accounts/U0/projects",
+                json={"project_overrides": overrides},
+                headers=operator.headers,
+            )
+            assert shape.status_code == 400, overrides
+            assert shape.json()["message"].startswith("project_overrides")
 
     def test_explicit_project_must_fit(self, api: Api, operator: Operator) -> None:
         account = api.account()

@@ -91,7 +91,11 @@ def _within_rules_openapi_cannot_state(
     - a webhook URL must lead somewhere that resolves (and, unless private
       addresses are allowed, to a public address): positive cases use one
       that refuses connections at once;
-    - a recovery's since must lie within the last 30 days.
+    - a recovery's since must lie within the last 30 days;
+    - an operator batch's selection.user_id must name an account, and
+      transfer's project_id a project of the catalogue that executes every
+      selected impact: positive cases leave them out (selecting all when
+      nothing else is left).
     """
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
@@ -102,6 +106,15 @@ def _within_rules_openapi_cannot_state(
         if isinstance(start, str) and isinstance(end, str) and start > end:
             query["start_date"], query["end_date"] = end, start
     body = case.body
+    if isinstance(body, dict) and isinstance(body.get("selection"), dict):
+        body.pop("project_id", None)
+        selection = body["selection"]
+        selection.pop("user_id", None)
+        start, end = selection.get("start_date"), selection.get("end_date")
+        if isinstance(start, str) and isinstance(end, str) and start > end:
+            selection["start_date"], selection["end_date"] = end, start
+        if all(selection.get(name) is None for name in selection.keys() - {"env", "all"}):
+            selection["all"] = True
     if isinstance(body, dict):
         donation = case.operation.path == "/v1/donate_money" or (
             case.operation.path == "/v1/schedules" and body.get("impact_type") == "money_donated"

@@ -27,14 +27,15 @@ from sqlalchemy.orm import Session
 from openimpact.certificates import service
 from openimpact.certificates.render import CertificateView, render_html, render_pdf, render_png
 from openimpact.impacts.models import Impact
-from openimpact.kit import error_responses
+from openimpact.kit import error_responses, json_error_responses
 
 router = APIRouter(tags=["certificates"])
 
 # No length limits: any id that is not a certificate's is the same 404.
 CertificateId = Annotated[str, Path(description="The certificate ID")]
 TrackingId = Annotated[str, Path(description="user_id-time_utc")]
-_NOT_FOUND = error_responses(404)
+# The pages, images and PDFs are not JSON, but their 404 is (json_error_responses).
+_NOT_FOUND = json_error_responses(404)
 # Short: an in-progress certificate changes as the impact moves on.
 _CACHE = "public, max-age=300"
 

@@ -79,7 +79,7 @@ def cmd_lifecycle_batch(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run,
         "chunk_size": args.chunk_size,
     }
-    model: type[schemas.BatchIn] = schemas.BatchIn
+    model: type[schemas.BatchBase] = schemas.BatchIn
     if action == "transfer":
         model, body["project_id"] = schemas.TransferIn, args.assign_project
     elif action == "complete":

@@ -35,7 +35,7 @@ _BATCH_ERRORS = error_responses(400, 401, 403, 413)
 async def _batch(
     request: Request,
     action: str,
-    body: schemas.BatchIn,
+    body: schemas.BatchBase,
     project_id: str | None = None,
     options: CompleteOptions | None = None,
 ) -> JSONResponse:

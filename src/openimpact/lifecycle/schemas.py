@@ -2,59 +2,173 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
-from openimpact.errors import ValidationFailed
-from openimpact.kit import RecordKey, SafeStr, WholeNumber, parse_day
+from openimpact.kit import (
+    DAY,
+    NO_CONTROL_PATTERN,
+    RECORD_KEYS,
+    RecordKey,
+    SafeStr,
+    WholeNumber,
+    parse_day,
+)
 from openimpact.lifecycle.service import DEFAULT_CHUNK, MAX_CHUNK, CompleteOptions, Selection
-from openimpact.timeutil import parse_iso_ms
+from openimpact.timeutil import datetime_to_ms, parse_iso
 
 Stage = Literal["initiated", "donation_received", "transferred", "completed"]
 Env = Literal["production", "sandbox"]
 
 
+# http(s), a host (ASCII), an optional port, then anything but spaces and
+# control characters: what _web_url checks, stated in /openapi.json.
+WEB_URL_PATTERN = (
+    "^https?://[A-Za-z0-9._~%!$&'()*+,;=-]+(:[0-9]{1,5})?([/?#][^\\u0000-\\u0020\\u007f]*)?$"
+)
+_WEB_URL = re.compile(WEB_URL_PATTERN)
+
+
 def _web_url(value: str) -> str:
-    value = value.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _WEB_URL.fullmatch(value):
         raise ValueError("must be an http(s) URL")
     return value
 
 
-WebUrl = Annotated[SafeStr, AfterValidator(_web_url)]
+WebUrl = Annotated[
+    SafeStr, AfterValidator(_web_url), Field(json_schema_extra={"pattern": WEB_URL_PATTERN})
+]
+
+# An RFC 3339 date-time in the years 2000 to 2999 (a live session long before
+# or after would be a mistake, and years near 1 or 9999 leave what datetime can
+# hold once the offset is applied).
+LIVE_SESSION_PATTERN = (
+    "^2[0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?"
+    "(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_LIVE_SESSION = re.compile(LIVE_SESSION_PATTERN)
+
+
+def _live_session(value: str) -> str:
+    if not _LIVE_SESSION.fullmatch(value) or parse_iso(value) is None:
+        raise ValueError(
+            "must be an ISO-8601 time from the years 2000 to 2999, like 2025-04-16T13:00:00.000Z"
+        )
+    return value
+
+
+LiveSession = Annotated[
+    str,
+    AfterValidator(_live_session),
+    Field(json_schema_extra={"format": "date-time", "pattern": LIVE_SESSION_PATTERN}),
+]
+
+
+# A tracking id as track returns it: the user_id, "-", and time_utc as the API
+# writes it (YYYY-MM-DDTHH:MM:SS.sssZ). Printable ASCII, so that the largest
+# batch the schema allows has a known size (BATCH_BODY_BYTES). One of this shape
+# whose time does not exist (2024-02-30...) names no impact: it is reported
+# under not_found, like any other that matches none.
+TRACKING_ID_PATTERN = (
+    "^[!-~]{1,64}-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$"
+)
+_TRACKING_ID = re.compile(TRACKING_ID_PATTERN)
+MAX_TRACKING_ID = 64 + 1 + 24
+MAX_TRACKING_IDS = 10_000
+
+
+def _tracking_id(value: str) -> str:
+    if not _TRACKING_ID.fullmatch(value):
+        raise ValueError(
+            f"'{value[:80]}' is not a tracking id (user_id-time_utc as track returns it, "
+            "e.g. U123-2024-09-16T20:34:04.429Z)"
+        )
+    return value
+
+
+TrackingId = Annotated[
+    str,
+    AfterValidator(_tracking_id),
+    Field(json_schema_extra={"pattern": TRACKING_ID_PATTERN, "maxLength": MAX_TRACKING_ID}),
+]
+
+# The body limit of the batches (app.BodyLimit): the largest body their schema
+# allows must get through, and OPENIMPACT_MAX_BODY_BYTES (64 KiB by default) is
+# far too small for it. MAX_TRACKING_IDS of the longest tracking ids (at most 2
+# bytes a character in JSON) and every other field at its longest, each
+# character a 12-byte escaped surrogate pair, come to about 1.6 MB
+# (tests/lifecycle/test_router.py sends it).
+BATCH_BODY_BYTES = 2 * 1024 * 1024
+
+
+# A UTC day; parse_day checks it (to_selection) and names the field.
+Day = Annotated[SafeStr, Field(max_length=10, json_schema_extra=DAY)]
+
+
+def _criterion_or_all(schema: dict[str, Any], model: type[Any]) -> None:
+    """The rule of Selection.has_criteria, stated in /openapi.json: at least
+    one criterion (a property other than env and all, not null), or all: true."""
+    criteria = [name for name in schema.get("properties", {}) if name not in ("env", "all")]
+    schema["anyOf"] = [
+        *(
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in criteria
+        ),
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+    ]
+
+
+def _only(stage: Stage) -> WithJsonSchema:
+    """The stage an action's selection may name, in /openapi.json: the one it
+    moves impacts from (the service refuses any other, saying so)."""
+    return WithJsonSchema({"anyOf": [{"type": "string", "enum": [stage]}, {"type": "null"}]})
 
 
 class SelectionIn(BaseModel):
-    """Which impacts to act on; criteria combine with AND."""
+    """Which impacts to act on; criteria combine with AND. At least one
+    criterion is needed, or `all: true`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_criterion_or_all)
 
     env: Env = Field(default="production", description="Environment of the impacts")
-    user_id: SafeStr | None = Field(default=None, max_length=64, description="One account")
+    user_id: SafeStr | None = Field(
+        default=None, min_length=1, max_length=64, description="One account"
+    )
     impact_type: RecordKey | None = Field(default=None, description="One impact type")
     category: SafeStr | None = Field(
         default=None,
+        min_length=1,
         max_length=40,
         description='"food" for food trees; for donations, the cause they fund (e.g. veterans)',
     )
-    start_date: SafeStr | None = Field(
-        default=None, max_length=10, description="YYYY-MM-DD, initiated on or after (UTC day)"
+    start_date: Day | None = Field(
+        default=None, description="YYYY-MM-DD, initiated on or after (UTC day)"
     )
-    end_date: SafeStr | None = Field(
-        default=None, max_length=10, description="YYYY-MM-DD, initiated on or before (UTC day)"
+    end_date: Day | None = Field(
+        default=None,
+        description="YYYY-MM-DD, initiated on or before (UTC day); not before start_date",
     )
     stage: Stage | None = Field(
         default=None, description="Current stage; must be the stage the action moves from"
     )
     project_id: SafeStr | None = Field(
-        default=None, max_length=80, description="Assigned project (complete only)"
+        default=None, min_length=1, max_length=80, description="Assigned project (complete only)"
     )
-    tracking_ids: list[Annotated[SafeStr, Field(max_length=120)]] | None = Field(
+    tracking_ids: list[TrackingId] | None = Field(
         default=None,
-        max_length=10_000,
+        min_length=1,
+        max_length=MAX_TRACKING_IDS,
         description="Exact impacts, as user_id-time_utc (what track returns as tracking_id)",
     )
     all: StrictBool = Field(
@@ -79,7 +193,39 @@ class SelectionIn(BaseModel):
         )
 
 
-class BatchIn(BaseModel):
+class _NoProjectSelection(SelectionIn):
+    # Only complete selects by project: impacts get theirs when transferred.
+    # Not in the schema; refused, even as null, with a message that says why.
+    project_id: SkipJsonSchema[SafeStr | None] = None
+
+    @field_validator("project_id", mode="before")
+    @classmethod
+    def _no_project(cls, value: Any) -> Any:
+        raise ValueError(
+            "impacts get their project when transferred; only complete can select by project"
+        )
+
+
+class ReceiveSelection(_NoProjectSelection):
+    stage: Annotated[Stage | None, _only("initiated")] = Field(
+        default=None, description="Current stage: initiated, the stage receive moves from"
+    )
+
+
+class TransferSelection(_NoProjectSelection):
+    stage: Annotated[Stage | None, _only("donation_received")] = Field(
+        default=None,
+        description="Current stage: donation_received, the stage transfer moves from",
+    )
+
+
+class CompleteSelection(SelectionIn):
+    stage: Annotated[Stage | None, _only("transferred")] = Field(
+        default=None, description="Current stage: transferred, the stage complete moves from"
+    )
+
+
+class BatchBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     selection: SelectionIn
@@ -94,40 +240,46 @@ class BatchIn(BaseModel):
     )
 
 
-class TransferIn(BatchIn):
+class BatchIn(BatchBase):
+    """A receive batch."""
+
+    selection: ReceiveSelection
+
+
+class TransferIn(BatchBase):
+    selection: TransferSelection
     project_id: SafeStr | None = Field(
         default=None,
+        min_length=1,
         max_length=80,
         description="Assign this project instead of the assignment rules; it must execute "
         "every selected impact type",
     )
 
 
-class CompleteIn(BatchIn):
+class CompleteIn(BatchBase):
+    selection: CompleteSelection
     impact_video: WebUrl | None = Field(
         default=None, max_length=500, description="Video of the work, or of the live session"
     )
-    live_session_date: SafeStr | None = Field(
+    live_session_date: LiveSession | None = Field(
         default=None,
         max_length=40,
-        description="ISO-8601 UTC time of the live planting session (projects with live "
-        "sessions, i.e. food trees); by default the next Saturday 13:00 UTC",
+        description="RFC 3339 time of the live planting session (projects with live "
+        "sessions, i.e. food trees), in the years 2000 to 2999; by default the next "
+        "Saturday 13:00 UTC",
     )
     notes: SafeStr | None = Field(
         default=None, max_length=2000, description="Completion notes from the partner"
     )
 
     def options(self) -> CompleteOptions:
-        live_ms = None
-        if self.live_session_date is not None:
-            live_ms = parse_iso_ms(self.live_session_date)
-            if live_ms is None:
-                raise ValidationFailed(
-                    "live_session_date: must be an ISO-8601 UTC timestamp like "
-                    "2025-04-16T13:00:00.000Z"
-                )
+        live = parse_iso(self.live_session_date) if self.live_session_date is not None else None
         return CompleteOptions(
-            impact_video=self.impact_video, live_session_ms=live_ms, notes=self.notes
+            impact_video=self.impact_video,
+            # Whole milliseconds, as every time is stored.
+            live_session_ms=datetime_to_ms(live) if live is not None else None,
+            notes=self.notes,
         )
 
 
@@ -205,13 +357,51 @@ class HistoryOut(BaseModel):
     completion_notes: str | None = None
 
 
+# An override's key: an impact type, tree_planted:food, or money_donated:<cause>.
+# Which causes exist is the catalogue's business: set_overrides checks that.
+_SAFE_CHAR = NO_CONTROL_PATTERN.removeprefix("^").removesuffix("*$")
+OVERRIDE_KEY_PATTERN = (
+    "^(" + "|".join(RECORD_KEYS) + f"|tree_planted:food|money_donated:{_SAFE_CHAR}{{1,40}})$"
+)
+_OVERRIDE_KEY = re.compile(OVERRIDE_KEY_PATTERN)
+MAX_OVERRIDES = 50
+
+
+def _override_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _OVERRIDE_KEY.fullmatch(key):
+            raise ValueError(
+                f"unknown key '{key[:60]}'; use an impact type (tree_planted, ...), "
+                "tree_planted:food or money_donated:<cause>"
+            )
+    return value
+
+
+ProjectOverrides = Annotated[
+    dict[SafeStr, Annotated[SafeStr, Field(max_length=80)]],
+    AfterValidator(_override_keys),
+    Field(max_length=MAX_OVERRIDES),
+    # The rules above, stated in /openapi.json (Pydantic would write the keys'
+    # pattern as patternProperties, which leaves every other key unconstrained).
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_OVERRIDES,
+            "propertyNames": {"pattern": OVERRIDE_KEY_PATTERN},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 80,
+                "pattern": NO_CONTROL_PATTERN,
+            },
+        }
+    ),
+]
+
+
 class ProjectOverridesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    project_overrides: dict[
-        Annotated[SafeStr, Field(max_length=80)], Annotated[SafeStr, Field(max_length=80)]
-    ] = Field(
-        max_length=50,
+    project_overrides: ProjectOverrides = Field(
         description='Replaces all overrides, e.g. {"tree_planted": "mangroves-menabe-madagascar", '
         '"tree_planted:food": "...", "money_donated:veterans": "..."}; {} clears them',
     )

@@ -250,13 +250,19 @@ def _ids_for_tracking_ids(
     session: Session, env: str, tracking_ids: Sequence[str]
 ) -> tuple[list[int], list[str]]:
     wanted: dict[str, dict[int, str]] = {}
+    # The shape of a tracking id at a time that does not exist (2024-02-30...):
+    # it names no impact.
+    no_such_time: list[str] = []
     for raw in tracking_ids:
         parsed = parse_tracking_id(raw)
         if parsed is None:
-            raise ValidationFailed(
-                f"selection.tracking_ids: '{raw[:80]}' is not a tracking id "
-                "(user_id-time_utc, e.g. U123-2024-09-16T20:34:04.429Z)"
-            )
+            if _TRACKING_RE.match(raw.strip()) is None:
+                raise ValidationFailed(
+                    f"selection.tracking_ids: '{raw[:80]}' is not a tracking id "
+                    "(user_id-time_utc, e.g. U123-2024-09-16T20:34:04.429Z)"
+                )
+            no_such_time.append(raw.strip())
+            continue
         wanted.setdefault(parsed[0], {})[parsed[1]] = raw.strip()
     accounts: dict[str, int] = {
         user_id: account_id
@@ -283,7 +289,7 @@ def _ids_for_tracking_ids(
                 ids.add(impact_id)
                 found.add(by_time[time_ms])
     missing = [tid for by_time in wanted.values() for tid in by_time.values() if tid not in found]
-    return sorted(ids), missing
+    return sorted(ids), [*dict.fromkeys(no_such_time), *missing]
 
 
 # Options ----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from limits.errors import StorageError
 
 from openimpact.certificates.service import UNITS, urls
 from openimpact.errors import NotFound, OpenImpactError, RateLimited
-from openimpact.kit import RECORD_KEYS, error_responses
+from openimpact.kit import RECORD_KEYS, error_responses, json_error_responses
 from openimpact.public import badges, i18n, service
 from openimpact.public.look import ACCENTS, ICON_PATHS
 from openimpact.public.schemas import EndpointBadge, PublicProfileOut
@@ -311,20 +311,6 @@ def _locale(request: Request, requested: str | None) -> str:
     return i18n.pick_locale(requested, request.headers.get("accept-language"))
 
 
-def _json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """error_responses for a route whose own answer is not JSON: its errors
-    still are, and the schema says so (FastAPI would file them under the
-    route's media type)."""
-    ref = {"$ref": "#/components/schemas/ErrorBody"}
-    return {
-        status: {
-            "description": entry["description"],
-            "content": {"application/json": {"schema": ref}},
-        }
-        for status, entry in error_responses(*statuses).items()
-    }
-
-
 _JSON_304: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
@@ -460,7 +446,7 @@ _SVG_RESPONSE: dict[int | str, dict[str, Any]] = {
 @router.get(
     "/badge/{slug}/{impact_type}.svg",
     response_class=Response,
-    responses=_SVG_RESPONSE | _json_errors(400, 404, 429) | _JSON_304,
+    responses=_SVG_RESPONSE | json_error_responses(400, 404, 429) | _JSON_304,
     dependencies=_LIMITED,
     openapi_extra=_BADGE_OPTIONS,
 )
@@ -540,7 +526,7 @@ def _page_headers_with_logo(logo_url: str | None) -> dict[str, str]:
 @router.get(
     "/impact/{slug}",
     response_class=HTMLResponse,
-    responses=_HTML | _json_errors(400, 404, 429),
+    responses=_HTML | json_error_responses(400, 404, 429),
     dependencies=_LIMITED,
 )
 async def profile_page(request: Request, slug: str, locale: LocaleQuery = None) -> HTMLResponse:
@@ -591,7 +577,7 @@ def _share_png(name: str, totals: tuple[tuple[str, int], ...], address: str, loc
 @router.get(
     "/impact/{slug}/share.png",
     response_class=Response,
-    responses=_PNG | _json_errors(400, 404, 429),
+    responses=_PNG | json_error_responses(400, 404, 429),
     dependencies=_LIMITED,
 )
 async def profile_share_image(request: Request, slug: str, locale: LocaleQuery = None) -> Response:
@@ -610,7 +596,7 @@ async def profile_share_image(request: Request, slug: str, locale: LocaleQuery =
 @router.get(
     "/widget/{slug}/counter",
     response_class=HTMLResponse,
-    responses=_HTML | _json_errors(400, 404, 429),
+    responses=_HTML | json_error_responses(400, 404, 429),
     dependencies=_LIMITED,
 )
 async def counter_page(
@@ -652,7 +638,7 @@ async def counter_page(
 @router.get(
     "/my-impact/{token}",
     response_class=HTMLResponse,
-    responses=_HTML | _json_errors(400, 404, 429),
+    responses=_HTML | json_error_responses(400, 404, 429),
     dependencies=_LIMITED,
 )
 async def customer_impact_page(
