@@ -45,13 +45,15 @@ def content_security_policy(
     frame_src: Iterable[str] = (),
     img_src: Iterable[str] = ("'self'", "data:", "https:"),
     form_action: str = "'self'",
+    script_src: Iterable[str] = ("'self'",),
+    style_src: Iterable[str] = ("'self'",),
 ) -> str:
     frames = " ".join(frame_src) or "'none'"
     return "; ".join(
         (
             "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
+            f"script-src {' '.join(script_src)}",
+            f"style-src {' '.join(style_src)}",
             f"img-src {' '.join(img_src)}",
             "font-src 'self'",
             "connect-src 'self'",

@@ -314,7 +314,7 @@ def test_html_void_banner() -> None:
     )
     assert "VOID — this impact was cancelled on 3 October 2024" in html
     assert "Refunded by the bank" in html
-    assert 'class="is-void"' in html
+    assert 'class="is-void kind-void"' in html
     assert "This impact is in progress" not in html
 
 

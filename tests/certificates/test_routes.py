@@ -3,6 +3,8 @@ with the link sees them (no API key)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 from html.parser import HTMLParser
@@ -127,6 +129,30 @@ class TestPage:
             assert not EMAIL.search(response.text), (path, EMAIL.search(response.text))
         text = PdfReader(io.BytesIO(client.get(f"/certificates/{cid}.pdf").content)).pages[0]
         assert not EMAIL.search(text.extract_text())
+
+
+class TestPageSecurity:
+    def test_a_strict_csp_that_runs_only_the_pages_own_code(
+        self, client: TestClient, api: Api
+    ) -> None:
+        """The page stays whole when saved (its style and script inline), and
+        its CSP allows exactly those two by their hashes: no other inline
+        code, no inline style attribute, runs."""
+        _me, _impact, tid = _certified(api, "Acme")
+        page = client.get(f"/certificate/{tid}")
+        assert page.status_code == 200
+        csp = dict(
+            part.strip().split(" ", 1)
+            for part in page.headers["content-security-policy"].split(";")
+        )
+        assert "unsafe-inline" not in page.headers["content-security-policy"]
+        assert csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        for tag, directive in (("style", "style-src"), ("script", "script-src")):
+            (body,) = re.findall(rf"<{tag}>(.*?)</{tag}>", page.text, re.S)
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            assert csp[directive] == f"'self' 'sha256-{digest}'"
+        assert " style=" not in page.text
 
 
 class TestFiles:

@@ -10,6 +10,7 @@ and dashes, which would turn names like "Café Zoë" into boxes.
 """
 
 import base64
+import hashlib
 import io
 import unicodedata
 from collections.abc import Callable
@@ -103,12 +104,38 @@ _BOLD_TTF = _FONT_DIR / "VeraBd.ttf"
 _PDF_REGULAR = "OpenImpactSans"
 _PDF_BOLD = "OpenImpactSans-Bold"
 
+
+def _inline() -> tuple[str, str]:
+    """The page's style (with each impact type's colours, from _KINDS) and
+    script. They are inlined, so that a saved page is whole, and allowed by
+    their hashes alone (:data:`PAGE_CSP_SOURCES`): no other inline code runs."""
+    static = Path(__file__).parent / "static"
+    kinds = {name: (k.accent, k.tint) for name, k in _KINDS.items()}
+    kinds["void"] = (_VOID_ACCENT, "#f3f4f6")
+    colours = "".join(
+        f".kind-{name} {{ --accent: {accent}; --tint: {tint}; }}\n"
+        for name, (accent, tint) in kinds.items()
+    )
+    return (static / "certificate.css").read_text() + colours, (
+        static / "certificate.js"
+    ).read_text()
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+PAGE_CSS, PAGE_JS = _inline()
+# (style-src, script-src) of the page's Content-Security-Policy.
+PAGE_CSP_SOURCES = (_hash(PAGE_CSS), _hash(PAGE_JS))
+
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_TEMPLATES.globals.update(page_css=PAGE_CSS, page_js=PAGE_JS)
 
 
 def _kind(impact_type: str) -> _Kind:
@@ -266,8 +293,6 @@ def render_html(view: CertificateView) -> str:
         "quantity": describe_impact(view.impact_type, view.amount, view.category),
         "description": _description(view),
         "kind_label": kind.label,
-        "accent": _VOID_ACCENT if void else kind.accent,
-        "tint": "#f3f4f6" if void else kind.tint,
         "status_label": _STATUS_LABELS[view.status],
         "issued_on": _date(view.issued_at),
         "issued_iso": _utc(view.issued_at).isoformat(),

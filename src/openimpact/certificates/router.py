@@ -25,9 +25,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from openimpact.certificates import service
-from openimpact.certificates.render import CertificateView, render_html, render_pdf, render_png
+from openimpact.certificates.render import (
+    PAGE_CSP_SOURCES,
+    CertificateView,
+    render_html,
+    render_pdf,
+    render_png,
+)
 from openimpact.impacts.models import Impact
 from openimpact.kit import error_responses, json_error_responses
+from openimpact.web import content_security_policy, page_headers
 
 router = APIRouter(tags=["certificates"])
 
@@ -69,7 +76,14 @@ def _pdf(view: CertificateView) -> bytes:
 
 
 async def _html(view: CertificateView) -> HTMLResponse:
-    return HTMLResponse(render_html(view), headers={"Cache-Control": _CACHE})
+    # Its own style and script run by their hashes, nothing else inline; the
+    # partner's map and video are embedded from https addresses.
+    style, script = PAGE_CSP_SOURCES
+    headers = page_headers(private=False, frame_src=("https:",))
+    headers["Content-Security-Policy"] = content_security_policy(
+        frame_src=("https:",), style_src=("'self'", style), script_src=("'self'", script)
+    )
+    return HTMLResponse(render_html(view), headers={**headers, "Cache-Control": _CACHE})
 
 
 async def _image(view: CertificateView) -> Response:
