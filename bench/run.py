@@ -13,6 +13,10 @@ by this process):
 
 The load generator and the server share the machine's cores, in the same
 way for the ceiling and for every subject, so ratios compare like with like.
+
+``python -m bench webhooks`` runs the webhook measurements instead
+(bench/webhooks.py): delivery of a lifecycle batch, and the cost of events
+to a POST.
 """
 
 from __future__ import annotations
@@ -97,15 +101,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-events-cost", action="store_true", help="webhooks: skip POST with/without events"
     )
     p.add_argument(
+        "--events-delivery",
+        help="webhooks: comma-separated deliveries of the events cost (full: in-server,"
+        "worker process,none (recorded only))",
+    )
+    p.add_argument(
         "--profile", action="store_true", help="webhooks: py-spy record the delivering worker"
     )
     args = p.parse_args(argv)
+    args.events_delivery = (
+        [w.strip() for w in args.events_delivery.split(",")] if args.events_delivery else None
+    )
     if args.out is None:
         args.out = RESULTS_DIR / "webhooks" if args.mode == "webhooks" else RESULTS_DIR
     args.webhook_impacts = args.webhook_impacts or (10_000 if args.quick else 100_000)
     args.duration = args.duration or (3.0 if args.quick else 8.0)
     args.read_rounds = args.read_rounds or (1 if args.quick else 3)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    # Events on and off differ less than a ceiling and a subject, and the
+    # machine's noise is the same: the webhook mode takes more rounds.
+    args.rounds = args.rounds or (1 if args.quick else 5 if args.mode == "webhooks" else 3)
     args.accounts = args.accounts or (50 if args.quick else 1000)
     args.warmup = 1.0 if args.quick else 2.0
     default_sizes = "1000,10000" if args.quick else "1000,100000,1000000"
@@ -175,8 +189,10 @@ def _webhooks(
     meta = _meta(args, gen, backends, pg_note)
     meta["webhook_impacts"] = args.webhook_impacts
     meta["webhook_concurrency"] = Settings().webhook_concurrency
+    meta["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     out: dict[str, Any] = {"meta": meta, "webhooks": webhooks.run(gen, args, backends, logs)}
     out["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     summary = webhooks.write(out, args.out)
     print(summary)
     print(f"bench: results in {args.out} (server, worker and receiver logs in {logs})")

@@ -41,6 +41,7 @@ def _free_port() -> int:
 class Running:
     base_url: str
     log_path: Path
+    pid: int = 0  # uvicorn's (the supervisor's, with more than one worker)
 
 
 @contextlib.contextmanager
@@ -70,7 +71,7 @@ def serve(factory: str, workers: int, env: dict[str, str], log_dir: Path) -> Ite
     try:
         base_url = f"http://127.0.0.1:{port}"
         _wait_ready(proc, base_url, log_path, workers)
-        yield Running(base_url, log_path)
+        yield Running(base_url, log_path, proc.pid)
     finally:
         _stop(proc)
 

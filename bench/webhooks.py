@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -57,6 +58,9 @@ EVENTS_COST_MIN = 0.90
 RECEIVER_HEADROOM_MIN = 5.0
 # Without progress for this long a delivery run is given up (and reported).
 STALL_S = 90.0
+# The diagnostic variant of the events cost: events recorded, nothing delivering
+# them (no background worker, no worker process): the write path's own share.
+RECORDED_ONLY = "none (recorded only)"
 
 
 # The receiver -------------------------------------------------------------------------------
@@ -138,13 +142,15 @@ def _events(fdb: FreshDatabase) -> int:
 
 def _add_endpoint(db: Any, account_id: int, user_id: str, url: str) -> str:
     from openimpact.auth import Caller
+    from openimpact.webhooks.guard import check_url
     from openimpact.webhooks.schemas import EndpointCreate
-    from openimpact.webhooks.service import create_endpoint
+    from openimpact.webhooks.service import CheckedUrl, create_endpoint
 
     caller = Caller(account_id, user_id, "", "", fixtures.ENV, "")
+    checked = CheckedUrl(check_url(url, allow_private=True))
     made: dict[str, Any] = db.run_sync(
         lambda s: create_endpoint(
-            s, caller, EndpointCreate(url=url, description="bench receiver"), allow_private=True
+            s, caller, EndpointCreate(url=url, description="bench receiver"), checked
         ),
         write=True,
     )
@@ -187,6 +193,72 @@ def _profiled(pid: int, out: Path, enabled: bool) -> Iterator[Path | None]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+# CPU time ----------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of a live process; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers; py-spy is never one)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in task.read_text().split())
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by the processes of one deployment: its server's
+    processes, its worker process, and on PostgreSQL the backends connected to
+    its own database (the database server's shared processes are left out)."""
+
+    def __init__(self, roots: list[int], fdb: FreshDatabase) -> None:
+        self.roots = roots
+        self.fdb = fdb
+        self._engine = (
+            create_engine(fdb.sqlalchemy_url, pool_size=1) if fdb.backend == "postgresql" else None
+        )
+
+    def _pids(self) -> list[int]:
+        pids = [p for root in self.roots for p in _tree(root)]
+        if self._engine is not None:
+            with self._engine.connect() as conn:
+                pids += [
+                    int(p)
+                    for p in conn.scalars(
+                        text(
+                            "SELECT pid FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ]
+        return pids
+
+    def snapshot(self) -> dict[int, float]:
+        return {pid: _proc_cpu(pid) for pid in self._pids()}
+
+    def since(self, start: dict[int, float]) -> float:
+        """CPU seconds since ``start`` (a process born meanwhile counts whole)."""
+        now = self.snapshot()
+        return sum(max(0.0, cpu - start.get(pid, 0.0)) for pid, cpu in now.items())
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 # 1. Delivery of a lifecycle batch -----------------------------------------------------------
@@ -361,6 +433,7 @@ def events_cost(
         f"without (delivery {where}) ...",
         flush=True,
     )
+    load_before = os.getloadavg()[0]
     run = f"{int(time.time()) % 100000:05d}"
     with fresh_database(backend) as on_db, fresh_database(backend) as off_db:
         keys = {}
@@ -373,16 +446,18 @@ def events_cost(
                 db.dispose()
             keys[name] = key
         extra = {"OPENIMPACT_WEBHOOKS_ALLOW_PRIVATE": "true"}
-        if where == "worker process":
+        if where != "in-server":
             extra["OPENIMPACT_BACKGROUND_WORKER"] = "false"
+        delivering = where != RECORDED_ONLY
         env_on = {**on_db.server_env(), **extra, "OPENIMPACT_EVENTS": "true"}
         env_off = {**off_db.server_env(), **extra, "OPENIMPACT_EVENTS": "false"}
         with contextlib.ExitStack() as stack:
             on = stack.enter_context(serve(SERVER_FACTORY, workers, env_on, logs))
             off = stack.enter_context(serve(SERVER_FACTORY, workers, env_off, logs))
+            roots = {"on": [on.pid], "off": [off.pid]}
             if where == "worker process":
                 for name, fdb in (("on", on_db), ("off", off_db)):
-                    stack.enter_context(
+                    worker = stack.enter_context(
                         process(
                             WORKER_CMD,
                             {**_worker_env(fdb), "OPENIMPACT_EVENTS": str(name == "on").lower()},
@@ -390,6 +465,10 @@ def events_cost(
                             ready="Worker running",
                         )
                     )
+                    roots[name].append(worker.pid)
+            meters = {"on": CpuMeter(roots["on"], on_db), "off": CpuMeter(roots["off"], off_db)}
+            stack.callback(meters["on"].close)
+            stack.callback(meters["off"].close)
             rx.reset()
             results: list[LoadResult] = [
                 gen.post(off.base_url, keys["off"], f"{run}ow", args.warmup),
@@ -398,18 +477,25 @@ def events_cost(
             if backend == "postgresql":
                 _analyze(on_db)
                 _analyze(off_db)
-            warm_drain, _ = _drain(rx, on_db, args.drain_timeout)
+            warm_drain, _ = _drain(rx, on_db, args.drain_timeout) if delivering else (0.0, 0)
             offs: list[LoadResult] = []
             ons: list[LoadResult] = []
             rounds: list[dict[str, Any]] = []
             problem = "" if warm_drain is not None else "events of the warm-up not delivered"
             for n in range(args.rounds):
+                cpu = meters["off"].snapshot()
                 offs.append(gen.post(off.base_url, keys["off"], f"{run}o{n}", args.duration))
+                off_cpu = meters["off"].since(cpu)
                 at_start = int(rx.stats()["distinct"])
+                cpu = meters["on"].snapshot()
                 ons.append(gen.post(on.base_url, keys["on"], f"{run}n{n}", args.duration))
                 at_end = int(rx.stats()["distinct"])
-                drained, total = _drain(rx, on_db, args.drain_timeout)
-                if drained is None and not problem:
+                drained, total = (
+                    _drain(rx, on_db, args.drain_timeout) if delivering else (None, _events(on_db))
+                )
+                # The events-on round's CPU runs on to the end of its delivery.
+                on_cpu = meters["on"].since(cpu)
+                if drained is None and delivering and not problem:
                     problem = f"round {n + 1}: events not all delivered in {args.drain_timeout} s"
                 rounds.append(
                     {
@@ -422,6 +508,10 @@ def events_cost(
                         "delivered_during": at_end - at_start,
                         "drain_seconds": drained,
                         "events_total": total,
+                        # CPU ms per POST of the deployment (server, worker, the
+                        # database's backends), the on round's through its drain.
+                        "off_cpu_ms": _per(off_cpu, offs[-1].requests),
+                        "on_cpu_ms": _per(on_cpu, ons[-1].requests),
                     }
                 )
             results += [*offs, *ons]
@@ -442,8 +532,17 @@ def events_cost(
         "off_rps": round(statistics.median(r.rps for r in offs), 1),
         "on_rps": round(statistics.median(r.rps for r in ons), 1),
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "off_cpu_ms": _median_of(r["off_cpu_ms"] for r in rounds),
+        "on_cpu_ms": _median_of(r["on_cpu_ms"] for r in rounds),
+        # CPU per POST with events against without: the median of the rounds'.
+        "cpu_ratio": _median_of(
+            r["on_cpu_ms"] / r["off_cpu_ms"] for r in rounds if r["on_cpu_ms"] and r["off_cpu_ms"]
+        ),
         "problem": problem or (first_error if errors else ""),
         "errors": errors,
+        # The machine's 1-minute load average before and after (2 cores: above
+        # about 2, other work shared them with the measurement).
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     lag = max((r["drain_seconds"] or 0.0) for r in rounds) if rounds else 0.0
     print(
@@ -452,11 +551,21 @@ def events_cost(
         + ", ".join(f"{r['ratio']}" for r in rounds)
         + "; delivered during the load "
         + ", ".join(f"{r['delivered_during']:,}/{r['events']:,}" for r in rounds)
-        + f", the rest within {lag:.1f} s; errors {errors}"
+        + f", the rest within {lag:.1f} s; CPU/POST {entry['off_cpu_ms']} ms off, "
+        f"{entry['on_cpu_ms']} ms on (x{entry['cpu_ratio']}); errors {errors}"
         + (f" (first: {entry['problem']})" if errors else ""),
         flush=True,
     )
     return entry
+
+
+def _per(cpu_seconds: float, requests: int) -> float | None:
+    return round(1000 * cpu_seconds / requests, 4) if requests else None
+
+
+def _median_of(values: Any) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.median(found), 4) if found else None
 
 
 def _median(results: list[LoadResult]) -> LoadResult:
@@ -499,11 +608,15 @@ def run(
 
 
 def _cost_configs(args: argparse.Namespace, backends: list[str]) -> list[tuple[str, int, str]]:
-    configs = [("sqlite", 1, "in-server")]
-    if not args.quick:
-        configs.append(("sqlite", 1, "worker process"))
+    wheres = args.events_delivery or (
+        ["in-server"] if args.quick else ["in-server", "worker process", RECORDED_ONLY]
+    )
+    unknown = set(wheres) - {"in-server", "worker process", RECORDED_ONLY}
+    if unknown:
+        raise SystemExit(f"--events-delivery: unknown {', '.join(sorted(unknown))}")
+    configs = [("sqlite", 1, where) for where in wheres]
     if "postgresql" in backends:
-        configs += [("postgresql", 2, "in-server"), ("postgresql", 2, "worker process")]
+        configs += [("postgresql", 2, where) for where in wheres]
     return configs
 
 
@@ -535,12 +648,22 @@ def targets(w: dict[str, Any]) -> list[dict[str, Any]]:
             headroom >= RECEIVER_HEADROOM_MIN,
         )
     for c in w["events_cost"]:
+        if c["delivery"] == RECORDED_ONLY:
+            continue  # a diagnostic: where the cost is, not a deployment
         add(
             f"POST plant_tree with events (delivery {c['delivery']}), {c['backend']}, "
             f"{c['workers']} worker(s), against without",
             c["ratio"],
             f">= {EVENTS_COST_MIN:.2f}x (events cost < {100 - EVENTS_COST_MIN * 100:g} %)",
             None if c["ratio"] is None else c["ratio"] >= EVENTS_COST_MIN,
+        )
+        cpu = c.get("cpu_ratio")
+        add(
+            f"CPU per POST and its delivery, with events (delivery {c['delivery']}), "
+            f"{c['backend']}, {c['workers']} worker(s), against without",
+            cpu,
+            f"<= {1 / EVENTS_COST_MIN:.2f}x (the same 10 %, in CPU)",
+            None if cpu is None else cpu <= 1 / EVENTS_COST_MIN,
         )
     return found
 
@@ -555,7 +678,9 @@ def markdown(out: dict[str, Any]) -> str:
         f"({m['machine']['cpu']}) · Python {m['machine']['python']} · "
         f"{'QUICK run · ' if m['quick'] else ''}"
         f"{'FAILED: ' + str(out['errors']) + ' error(s)' if out['errors'] else 'no errors'}"
-        f" · {m.get('seconds', '?')} s",
+        f" · {m.get('seconds', '?')} s · load average (1, 5, 15 min) "
+        f"{_loads(m.get('load_average_start'))} at the start, "
+        f"{_loads(m.get('load_average_end'))} at the end",
         "",
         f"Server: {m['server']}. Worker: `openimpact worker` with "
         "OPENIMPACT_WEBHOOKS_ALLOW_PRIVATE=true, its other settings the defaults "
@@ -616,11 +741,22 @@ def markdown(out: dict[str, Any]) -> str:
             "background worker delivers (the default); *worker process*: a separate "
             "`openimpact worker`, servers with OPENIMPACT_BACKGROUND_WORKER=false. "
             "Delivered during the load: of the events a round wrote, those at the receiver "
-            "when its load stopped; the rest arrived within the drain time.",
+            "when its load stopped; the rest arrived within the drain time. "
+            f"*{RECORDED_ONLY}*, a diagnostic with no target: events written, nothing "
+            "delivering them (OPENIMPACT_BACKGROUND_WORKER=false, no worker), which is the "
+            "write path's own share of the cost. CPU ms/POST: CPU time of the deployment's "
+            "processes (the server's, the worker's, and on PostgreSQL the backends of its own "
+            "database) per POST, the events-on round's counted until its last event arrived; "
+            "x CPU is the median of the rounds' on/off, the figure least moved by other load "
+            "on the machine (throughput on two shared cores is). A round whose events were "
+            "mostly delivered during its load shows their whole cost in its ratio; one whose "
+            "worker pass (every 5 s) came after it shows it as delivery lag instead. "
+            "Load avg: the machine's 1-minute load average before and after (two cores).",
             "",
             "| database | workers | delivery | events off req/s | events on req/s | x | "
-            "rounds | delivered during the load | drain s | errors |",
-            "|---|---:|---|---:|---:|---:|---|---|---:|---:|",
+            "rounds | delivered during the load | drain s | CPU ms/POST off | on | x CPU "
+            "| load avg | errors |",
+            "|---|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|",
         ]
         for c in w["events_cost"]:
             rounds = ", ".join(f"{r['ratio']:.2f}" for r in c["rounds"] if r["ratio"])
@@ -630,16 +766,20 @@ def markdown(out: dict[str, Any]) -> str:
                 if r["events"]
             )
             drains = [r["drain_seconds"] for r in c["rounds"] if r["drain_seconds"] is not None]
+            drain = f"{max(drains, default=0):.1f}"
+            if c["delivery"] == RECORDED_ONLY:
+                during, drain = "-", "-"
             ratio = f"{c['ratio']:.2f}" if c["ratio"] is not None else "-"
+            cpu = " | ".join(
+                "-" if c.get(k) is None else f"{c[k]:.3f}" if k != "cpu_ratio" else f"{c[k]:.2f}"
+                for k in ("off_cpu_ms", "on_cpu_ms", "cpu_ratio")
+            )
             lines.append(
                 f"| {c['backend']} | {c['workers']} | {c['delivery']} | {c['off_rps']:,.0f} | "
-                f"{c['on_rps']:,.0f} | {ratio} | {rounds} | {during} | "
-                f"{max(drains, default=0):.1f} | {c['errors']} |"
+                f"{c['on_rps']:,.0f} | {ratio} | {rounds} | {during} | {drain} | {cpu} | "
+                f"{_loads(c.get('load_average'))} | {c['errors']} |"
             )
         lines.append("")
-    notes = w.get("notes") or []
-    if notes:
-        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Targets", "", "| target | value | goal | holds |", "|---|---:|---|---|"]
     for t in out["targets"]:
         value = t["value"]
@@ -650,6 +790,10 @@ def markdown(out: dict[str, Any]) -> str:
         lines.append(f"| {t['target']} | {shown} | {t['goal']} | {holds} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _loads(values: list[float] | None) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
 
 
 def write(out: dict[str, Any], directory: Path) -> str:
