@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +98,30 @@ class Caller:
 def _h(headers: dict[str, str]) -> dict[str, str]:
     # Python names cannot hold '-': idempotency_key= becomes Idempotency-Key.
     return {k.replace("_", "-").title(): v for k, v in headers.items()}
+
+
+@contextlib.contextmanager
+def default_prices(db: Any) -> Iterator[None]:
+    """The operator's unit prices at their defaults for the block, and as they
+    were afterwards: prices are server-wide, and the suite's tests share a
+    database."""
+    from sqlalchemy import delete, select
+
+    from openimpact.budgets.models import ImpactPrice
+
+    def save(session: Any) -> list[dict[str, Any]]:
+        rows = session.execute(select(ImpactPrice.__table__)).mappings().all()
+        session.execute(delete(ImpactPrice))
+        return [dict(row) for row in rows]
+
+    saved = db.run_sync(save, write=True)
+    try:
+        yield
+    finally:
+
+        def restore(session: Any) -> None:
+            session.execute(delete(ImpactPrice))
+            if saved:
+                session.execute(ImpactPrice.__table__.insert(), saved)
+
+        db.run_sync(restore, write=True)

@@ -61,6 +61,7 @@ from openimpact.users import emails as user_emails
 from openimpact.webhooks import emails as webhook_emails
 from tests.browser import ConsoleLog, chromium  # noqa: F401 (fixture)
 from tests.conftest import BACKENDS
+from tests.factories import default_prices
 from tests.live import LiveServer, free_port, server_env
 from tests.live import openimpact as _cli
 from tests.webhooks.receiver import Answer, Received, Receiver, running
@@ -309,10 +310,13 @@ def site(
     server = LiveServer(env).start()
     contexts: list[Any] = []
     receiver = Receiver(respond=_answer)
+    db = Database(driver_url(database.url), pool_size=1)
     try:
-        with running(receiver) as rx:
+        # The budget email is made with a $10 cap: at the default prices.
+        with running(receiver) as rx, default_prices(db):
             yield _scenario(request.param, server, env, database.url, chromium, contexts, rx)
     finally:
+        db.dispose()
         for context in contexts:
             context.close()
         server.stop()
@@ -817,6 +821,8 @@ class TestEmails:
             else:
                 shown = (ALL,)
             for tab in site.tabs:
+                # A mail client shows it under no page's CSP: a blank page first.
+                tab.page.goto("about:blank")
                 tab.page.set_content(html)
                 tab.check(f"email {template} to {payload.get('to')}", shown)
         # Every kind of email the scenario causes was opened.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.json_schema import SkipJsonSchema
 
 from openimpact.kit import INSTANT, SafeStr
 from openimpact.webhooks.guard import MAX_URL_LENGTH
@@ -46,14 +47,15 @@ class EndpointCreate(BaseModel):
 class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(
+    # Left out: unchanged; null is not a URL (and not in the schema).
+    url: str | SkipJsonSchema[None] = Field(
         default=None, min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN
     )
     description: SafeStr | None = Field(default=None, max_length=500)
     event_types: list[EventType] | None = Field(
         default=None, min_length=1, max_length=20, description=_TYPES_DOC
     )
-    enabled: StrictBool | None = Field(
+    enabled: StrictBool | SkipJsonSchema[None] = Field(
         default=None, description="false stops deliveries; true resumes them"
     )
 
