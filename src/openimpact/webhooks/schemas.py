@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import SkipJsonSchema
@@ -48,9 +48,10 @@ class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Left out: unchanged; null is not a URL (and not in the schema).
-    url: str | SkipJsonSchema[None] = Field(
-        default=None, min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN
-    )
+    url: (
+        Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)]
+        | SkipJsonSchema[None]
+    ) = None
     description: SafeStr | None = Field(default=None, max_length=500)
     event_types: list[EventType] | None = Field(
         default=None, min_length=1, max_length=20, description=_TYPES_DOC
