@@ -144,6 +144,32 @@ def insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str]
     return f"INSERT INTO {table_name} ({names}) SELECT * FROM {recordset(param, 'r', columns)}"
 
 
+# Whether an endpoint listens to an account and environment's events: an
+# event nobody listens to is settled as it is written (delivered_ms), so the
+# worker never has to claim it.
+LISTENING = (
+    "EXISTS (SELECT 1 FROM webhook_endpoints AS w WHERE w.account_id = {a} "
+    "AND w.env = {e} AND w.enabled AND w.deleted_ms IS NULL)"
+)
+
+
+def _insert_outbox_from_json(param: str) -> str:
+    names = ", ".join(c for c, _ in OUTBOX_COLUMNS)
+    values = ", ".join(
+        (
+            "CASE WHEN r.kind = 'event' AND r.delivered_ms IS NULL AND NOT "
+            + LISTENING.format(a="r.account_id", e="r.env")
+            + " THEN r.created_ms ELSE r.delivered_ms END"
+        )
+        if c == "delivered_ms"
+        else f"r.{c}"
+        for c, _ in OUTBOX_COLUMNS
+    )
+    return (
+        f"INSERT INTO outbox ({names}) SELECT {values} FROM {recordset(param, 'r', OUTBOX_COLUMNS)}"
+    )
+
+
 # Impacts, the daily series, outbox messages and Idempotency-Keys in one
 # statement (data-modifying CTEs) of fixed text: one round trip per batch.
 INSERT_ROWS_PG = text(
@@ -154,7 +180,7 @@ INSERT_ROWS_PG = text(
     + " ON CONFLICT (account_id, env, day) DO UPDATE SET "
     + ", ".join(f"{k} = daily_impacts.{k} + excluded.{k}" for k in RECORD_KEYS)
     + "), o AS ("
-    + insert_from_json("outbox", "p_outbox", OUTBOX_COLUMNS)
+    + _insert_outbox_from_json("p_outbox")
     + "), k AS ("
     + insert_from_json("idempotency_keys", "p_keys", IDEMPOTENCY_COLUMNS)
     + ") SELECT 1"

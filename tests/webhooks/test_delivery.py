@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -105,6 +106,42 @@ class TestEvents:
             assert request.json["data"]["is_test_transaction"] is True
         # The production endpoints of the same account hear nothing of it.
         assert api.as_(account).get("/v1/events").json()["events"] == []
+
+    def test_an_event_nobody_listens_to_is_settled_as_it_is_written(
+        self, api: Api, rx: Receiver
+    ) -> None:
+        """No endpoint, or a disabled one: the worker has nothing to claim; an
+        enabled endpoint: the event waits for its first attempt."""
+        quiet, heard = api.as_(api.account()), api.as_(api.account())
+        made = endpoint(heard, rx.url)
+        off = endpoint(quiet, rx.url)
+        quiet.client.patch(
+            f"/v1/webhook_endpoints/{off['id']}", json={"enabled": False}, headers=quiet.headers()
+        )
+        for caller in (quiet, heard):
+            caller.plant(1)
+
+        def pending(caller: Any) -> list[Any]:
+            return api.db.run_sync(
+                lambda s: list(
+                    s.scalars(
+                        select(OutboxMessage.delivered_ms).where(
+                            OutboxMessage.kind == "event",
+                            OutboxMessage.event_id.in_(
+                                [e["id"] for e in caller.get("/v1/events").json()["events"]]
+                            ),
+                        )
+                    )
+                )
+            )
+
+        assert [d is not None for d in pending(quiet)] == [True]
+        assert pending(heard) == [None]
+        deliver(api)
+        assert [r.headers["webhook-id"] for r in rx.requests] == [
+            e["id"] for e in heard.get("/v1/events").json()["events"]
+        ]
+        assert made["enabled"] is True
 
     def test_a_forged_or_altered_message_fails_verification(self, api: Api, rx: Receiver) -> None:
         me = api.as_(api.account())

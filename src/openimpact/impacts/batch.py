@@ -319,6 +319,8 @@ def write_batch(
             conn.execute(_INSERT_IMPACTS, impact_rows)
             add_daily(session, daily)
             if outbox_rows:
+                # On PostgreSQL the insert itself settles the unheard events.
+                outbox.settle_unheard(session, outbox_rows)
                 conn.execute(_INSERT_OUTBOX, outbox_rows)
             if idem_rows:
                 conn.execute(_INSERT_IDEMPOTENCY, idem_rows)

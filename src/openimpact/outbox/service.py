@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import column, insert, select, update
+from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Account
@@ -61,6 +62,15 @@ LEASE_SECONDS = 300
 ROWS_PER_INSERT = 1000
 
 _outbox = table(OutboxMessage)
+# Read, not owned: whether anyone listens to an account's events
+# (webhooks/models.py owns the table).
+_endpoints = sa_table(
+    "webhook_endpoints",
+    column("account_id"),
+    column("env"),
+    column("enabled"),
+    column("deleted_ms"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +138,40 @@ def event(
     return row
 
 
+def settle_unheard(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Mark delivered the events of ``rows`` that no webhook endpoint listens
+    to (one query), so that the worker never has to claim them; the feed
+    lists them all the same. An endpoint receives the events written after it
+    was saved."""
+    keys = sorted(
+        {(r["account_id"], r["env"]) for r in rows if r["kind"] == EVENT and not r["delivered_ms"]}
+    )
+    if not keys:
+        return
+    listening = {
+        (a, e)
+        for a, e in session.execute(
+            select(_endpoints.c.account_id, _endpoints.c.env)
+            .where(
+                _endpoints.c.account_id.in_(sorted({a for a, _ in keys})),
+                _endpoints.c.enabled.is_(True),
+                _endpoints.c.deleted_ms.is_(None),
+            )
+            .distinct()
+        )
+    }
+    for row in rows:
+        if (
+            row["kind"] == EVENT
+            and not row["delivered_ms"]
+            and (row["account_id"], row["env"]) not in listening
+        ):
+            row["delivered_ms"] = row["created_ms"]
+
+
 def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Queue messages (rows made by :func:`message`) in the session's transaction."""
+    settle_unheard(session, rows)
     conn = session.connection()
     for start in range(0, len(rows), ROWS_PER_INSERT):
         # One multi-row statement per chunk: one round trip, however many rows.
