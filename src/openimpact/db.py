@@ -71,7 +71,13 @@ def rowcount(result: Any) -> int:
 
 
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # orjson is several times faster on the write path; what it refuses (a
+    # lone surrogate, an integer past 64 bits, a key that is not text) takes
+    # the standard library's path, as before.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:

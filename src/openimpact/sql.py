@@ -16,11 +16,16 @@ psycopg adapts arrays), and on SQLite as JSON driven by json_each.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from openimpact.budgets.models import BudgetMonth
 from openimpact.db import table
@@ -33,6 +38,97 @@ _months = table(BudgetMonth)
 LEDGER_COLUMNS: tuple[str, ...] = tuple(
     f"{who}_{kind}" for who in ("user", "customer") for kind in RECORD_KEYS
 )
+
+
+# SQLite's driver, directly -----------------------------------------------------------------
+#
+# On SQLite the write path's statements take a few microseconds each, and
+# SQLAlchemy's work around each execution (compiling from its cache, binding
+# every parameter of every row through its type, building a result) costs
+# several times that. So the impact writer runs them on the driver connection
+# of its SQLAlchemy connection, in the same transaction, with the same errors
+# (SQLAlchemy's DBAPIError family) as Connection.execute would raise.
+
+_QMARK = sqlite.dialect(paramstyle="qmark")
+
+
+@cache
+def _qmark(stmt: Any) -> tuple[str, tuple[str, ...]]:
+    compiled = stmt.compile(dialect=_QMARK)
+    return compiled.string, tuple(compiled.positiontup or ())
+
+
+def _driver(conn: Connection, statement: str, values: Any, *, many: bool) -> list[Any]:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    try:
+        if many:
+            raw.executemany(statement, values)
+            return []
+        return raw.execute(statement, values).fetchall()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, values, exc, sqlite3.Error) from exc
+
+
+def sqlite_insert_returning(
+    conn: Connection,
+    table_name: str,
+    columns: tuple[tuple[str, str], ...],
+    rows: Sequence[dict[str, Any]],
+    returning: str = "customer_id, id",
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (no JSON columns) in one multi-row statement; the
+    ``returning`` columns of each, in no particular order."""
+    names = ", ".join(c for c, _ in columns)
+    marks = "(" + ", ".join("?" for _ in columns) + ")"
+    statement = (
+        f"INSERT INTO {table_name} ({names}) VALUES "
+        + ", ".join(marks for _ in rows)
+        + f" RETURNING {returning}"
+    )
+    values = tuple(row[c] for row in rows for c, _ in columns)
+    return _driver(conn, statement, values, many=False)
+
+
+def sqlite_rows(conn: Connection, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``stmt`` (text or Core, without expanding lists) on SQLite's driver:
+    its rows as plain tuples, without type processing (JSON comes back as text,
+    booleans as 0 and 1)."""
+    statement, names = _qmark(stmt)
+    return _driver(conn, statement, tuple(params[name] for name in names), many=False)
+
+
+def _json_text(value: Any) -> Any:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+@cache
+def _insert_qmark(table_name: str, columns: tuple[tuple[str, str], ...], suffix: str) -> str:
+    names = ", ".join(c for c, _ in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table_name} ({names}) VALUES ({marks}){suffix}"
+
+
+def sqlite_insert(
+    conn: Connection,
+    table_name: str,
+    columns: tuple[tuple[str, str], ...],
+    rows: Sequence[dict[str, Any]],
+    *,
+    suffix: str = "",
+) -> None:
+    """Insert ``rows`` (dicts holding every column of ``columns``; a ``json``
+    column holds the value, stored as its JSON text, or None for NULL) in one
+    executemany. ``suffix`` follows the VALUES (an ON CONFLICT clause)."""
+    get = itemgetter(*(c for c, _ in columns))
+    as_json = [i for i, (_, t) in enumerate(columns) if t == "json"]
+    values: list[Any] = [get(row) for row in rows]
+    if as_json:
+        for n, row_values in enumerate(values):
+            row_values = values[n] = list(row_values)
+            for i in as_json:
+                row_values[i] = _json_text(row_values[i])
+    _driver(conn, _insert_qmark(table_name, columns, suffix), values, many=True)
 
 
 # Lookups by (account, environment, key), one index seek per entry.
@@ -85,6 +181,10 @@ INSERT_CUSTOMERS_PG = text(
     f"INSERT INTO customers ({', '.join(c for c, _ in CUSTOMER_COLUMNS)}) "
     f"SELECT * FROM {recordset('p_rows', 'r', CUSTOMER_COLUMNS)} "
     "RETURNING customer_id, id"
+)
+VALID_KEYS_SQLITE = text(
+    "SELECT key_hash FROM api_keys WHERE key_hash IN (SELECT value FROM json_each(:p_hashes)) "
+    "AND revoked_ms IS NULL"
 )
 VALID_KEYS_PG = text(
     "SELECT key_hash FROM api_keys WHERE key_hash = ANY(CAST(:p_hashes AS text[])) "
@@ -139,6 +239,12 @@ DAILY_COLUMNS = (
 )
 
 
+# The daily series on SQLite (sqlite_insert's suffix): add to the day's row.
+DAILY_ADD = " ON CONFLICT (account_id, env, day) DO UPDATE SET " + ", ".join(
+    f"{k} = daily_impacts.{k} + excluded.{k}" for k in RECORD_KEYS
+)
+
+
 def insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str], ...]) -> str:
     names = ", ".join(c for c, _ in columns)
     return f"INSERT INTO {table_name} ({names}) SELECT * FROM {recordset(param, 'r', columns)}"
@@ -150,6 +256,13 @@ def insert_from_json(table_name: str, param: str, columns: tuple[tuple[str, str]
 LISTENING = (
     "EXISTS (SELECT 1 FROM webhook_endpoints AS w WHERE w.account_id = {a} "
     "AND w.env = {e} AND w.enabled AND w.deleted_ms IS NULL)"
+)
+
+
+LISTENING_SQLITE = text(
+    "SELECT DISTINCT account_id, env FROM webhook_endpoints "
+    "WHERE account_id IN (SELECT value FROM json_each(:p_accounts)) "
+    "AND enabled = 1 AND deleted_ms IS NULL"
 )
 
 

@@ -286,10 +286,12 @@ def check_caps(
     else:
         payload = json.dumps(sorted(groups))
         budgets, months = sql.BUDGETS_SQLITE, sql.MONTHS_SQLITE
-    caps = {
-        (r[0], r[1]): _Cap(r[2], 0, False, False)
-        for r in conn.execute(budgets, {"p_rows": payload})
-    }
+    found = (
+        conn.execute(budgets, {"p_rows": payload})
+        if conn.dialect.name == "postgresql"
+        else sql.sqlite_rows(conn, budgets, {"p_rows": payload})
+    )
+    caps = {(r[0], r[1]): _Cap(r[2], 0, False, False) for r in found}
     if not caps:
         return {}
     for r in conn.execute(months, {"p_rows": payload, "p_month": month}):

@@ -30,7 +30,6 @@ the batch back and runs it again, and step 2 then replays.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -39,51 +38,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openimpact import sql
-from openimpact.accounts.models import Account, ApiKey, Ledger
+from openimpact.accounts.models import Account
 from openimpact.auth import UNKNOWN_KEY, Caller
 from openimpact.budgets.service import check_caps
 from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
-from openimpact.impacts.models import DailyImpact, IdempotencyRecord, Impact
 from openimpact.impacts.tracking import VIEW_COLUMNS, cause_labels, impact_view
-from openimpact.kit import RECORD_KEYS
+from openimpact.kit import RECORD_KEYS, random_b32
 from openimpact.outbox import service as outbox
-from openimpact.outbox.models import OutboxMessage
 from openimpact.sql import LEDGER_COLUMNS
 from openimpact.timeutil import day_of, ms_to_iso
 
-_ledger = table(Ledger)
-_impacts = table(Impact)
-_daily = table(DailyImpact)
 _customers = table(Customer)
-_idem = table(IdempotencyRecord)
-_outbox = table(OutboxMessage)
-_keys = table(ApiKey)
 _accounts = table(Account)
 
 # Every statement is built once, with bind parameters (expanding ones for the
 # lists): building a statement and its cache key again on every call costs
 # more than running it on SQLite (issue 4).
-_VALID_KEYS = select(_keys.c.key_hash).where(
-    _keys.c.key_hash.in_(bindparam("p_hashes", expanding=True)), _keys.c.revoked_ms.is_(None)
-)
 _CAUSES = select(_accounts.c.id, _accounts.c.causes).where(
     _accounts.c.id.in_(bindparam("p_accounts", expanding=True))
 )
-_INSERT_IMPACTS = insert(_impacts)
-_INSERT_OUTBOX = insert(_outbox)
-_INSERT_IDEMPOTENCY = insert(_idem)
 _RENAME_CUSTOMER = (
     update(_customers).where(_customers.c.id == bindparam("p_pk")).values(name=bindparam("p_name"))
-)
-_INSERT_CUSTOMERS = insert(_customers).returning(
-    _customers.c.id, _customers.c.customer_id, sort_by_parameter_order=True
 )
 
 
@@ -145,7 +127,7 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
 def new_certificate_id() -> str:
     # 100 random bits in a URL-safe lower-case alphabet: unguessable, and easy
     # to read aloud or type from a printed certificate.
-    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+    return random_b32(120)
 
 
 @dataclass(slots=True)
@@ -303,7 +285,7 @@ def write_batch(
                     "key": item.key,
                     "request_hash": item.req_hash,
                     "status_code": outcome.status,
-                    "response_body": json.dumps(body, separators=(",", ":")),
+                    "response_body": orjson.dumps(body).decode(),
                     "created_ms": now,
                 }
             )
@@ -316,14 +298,14 @@ def write_batch(
         if conn.dialect.name == "postgresql":
             _insert_rows_pg(session, impact_rows, daily, outbox_rows, idem_rows)
         else:
-            conn.execute(_INSERT_IMPACTS, impact_rows)
+            sql.sqlite_insert(conn, "impacts", sql.IMPACT_COLUMNS, impact_rows)
             add_daily(session, daily)
             if outbox_rows:
                 # On PostgreSQL the insert itself settles the unheard events.
                 outbox.settle_unheard(session, outbox_rows)
-                conn.execute(_INSERT_OUTBOX, outbox_rows)
+                sql.sqlite_insert(conn, "outbox", sql.OUTBOX_COLUMNS, outbox_rows)
             if idem_rows:
-                conn.execute(_INSERT_IDEMPOTENCY, idem_rows)
+                sql.sqlite_insert(conn, "idempotency_keys", sql.IDEMPOTENCY_COLUMNS, idem_rows)
     except IntegrityError as exc:
         if _IDEMPOTENCY_UNIQUE in str(exc.orig):
             raise IdempotencyRace() from None
@@ -359,7 +341,7 @@ def _by_slots(session: Session, postgres: Any, sqlite_: Any, slots: Any) -> Any:
     conn = session.connection()
     ordered = sorted(slots)
     if conn.dialect.name == "sqlite":
-        return conn.execute(sqlite_, {"p_slots": json.dumps(ordered)})
+        return sql.sqlite_rows(conn, sqlite_, {"p_slots": orjson.dumps(ordered).decode()})
     rows = [{"a": a, "e": e, "k": k} for a, e, k in ordered]
     return conn.execute(postgres, {"p_slots": orjson.dumps(rows).decode()})
 
@@ -374,8 +356,13 @@ def _confirm_keys(session: Session, items: Sequence[Pending], results: list[Resu
     if not hashes:
         return
     conn = session.connection()
-    stmt = sql.VALID_KEYS_PG if conn.dialect.name == "postgresql" else _VALID_KEYS
-    valid = set(conn.execute(stmt, {"p_hashes": sorted(hashes)}).scalars())
+    if conn.dialect.name == "postgresql":
+        valid = set(conn.execute(sql.VALID_KEYS_PG, {"p_hashes": sorted(hashes)}).scalars())
+    else:
+        found = sql.sqlite_rows(
+            conn, sql.VALID_KEYS_SQLITE, {"p_hashes": orjson.dumps(sorted(hashes)).decode()}
+        )
+        valid = {row[0] for row in found}
     for i, item in enumerate(items):
         if item.confirm_key and item.caller.key_hash not in valid:
             results[i] = KeyError_(UNKNOWN_KEY)
@@ -457,7 +444,7 @@ def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int
         params = {
             f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in sql.LEDGER_FIELDS
         }
-        updated = conn.execute(sql.ledger_sqlite(len(groups)), params)
+        updated = sql.sqlite_rows(conn, sql.ledger_sqlite(len(groups)), params)
     last = {(row[0], row[1]): row[2] for row in updated}
     times: dict[int, int] = {}
     for group in groups:
@@ -536,8 +523,9 @@ def _onboard(
             for slot in new_slots:
                 found[slot].pk = pks[found[slot].customer_id]
         else:
-            for slot, row in zip(new_slots, conn.execute(_INSERT_CUSTOMERS, rows), strict=True):
-                found[slot].pk = row[0]
+            pks = dict(sql.sqlite_insert_returning(conn, "customers", sql.CUSTOMER_COLUMNS, rows))
+            for slot in new_slots:
+                found[slot].pk = pks[found[slot].customer_id]
     renamed = [c for c in found.values() if not c.new and c.name != c.first_name]
     if renamed:
         conn.execute(_RENAME_CUSTOMER, [{"p_pk": c.pk, "p_name": c.name} for c in renamed])
@@ -562,10 +550,11 @@ def add_daily(session: Session, rows: dict[tuple[int, str, str], dict[str, int]]
     if not rows:
         return
     conn = session.connection()
-    conn.execute(
-        sql.daily_upsert(conn.dialect.name),
-        [
-            {"account_id": a, "env": e, "day": d, **amounts}
-            for (a, e, d), amounts in sorted(rows.items())
-        ],
-    )
+    daily = [
+        {"account_id": a, "env": e, "day": d, **amounts}
+        for (a, e, d), amounts in sorted(rows.items())
+    ]
+    if conn.dialect.name == "sqlite":
+        sql.sqlite_insert(conn, "daily_impacts", sql.DAILY_COLUMNS, daily, suffix=sql.DAILY_ADD)
+    else:
+        conn.execute(sql.daily_upsert(conn.dialect.name), daily)

@@ -12,18 +12,19 @@ says and how it goes out belongs to its kind (notifications/ for emails).
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import column, insert, select, update
+import orjson
+from sqlalchemy import bindparam, column, insert, select, update
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.db import rowcount, table
+from openimpact.kit import random_b32
 from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import ms_to_iso
 
@@ -71,6 +72,15 @@ _endpoints = sa_table(
     column("enabled"),
     column("deleted_ms"),
 )
+_LISTENING = (
+    select(_endpoints.c.account_id, _endpoints.c.env)
+    .where(
+        _endpoints.c.account_id.in_(bindparam("p_accounts", expanding=True)),
+        _endpoints.c.enabled.is_(True),
+        _endpoints.c.deleted_ms.is_(None),
+    )
+    .distinct()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +122,7 @@ def message(
 
 def new_event_id() -> str:
     """``evt_`` and 120 random bits: the ``webhook-id`` of every delivery."""
-    return "evt_" + base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+    return "evt_" + random_b32(120)
 
 
 def event(
@@ -148,18 +158,15 @@ def settle_unheard(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     )
     if not keys:
         return
-    listening = {
-        (a, e)
-        for a, e in session.execute(
-            select(_endpoints.c.account_id, _endpoints.c.env)
-            .where(
-                _endpoints.c.account_id.in_(sorted({a for a, _ in keys})),
-                _endpoints.c.enabled.is_(True),
-                _endpoints.c.deleted_ms.is_(None),
-            )
-            .distinct()
+    accounts = sorted({a for a, _ in keys})
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        found = sql.sqlite_rows(
+            conn, sql.LISTENING_SQLITE, {"p_accounts": orjson.dumps(accounts).decode()}
         )
-    }
+    else:
+        found = list(conn.execute(_LISTENING, {"p_accounts": accounts}))
+    listening = {(a, e) for a, e in found}
     for row in rows:
         if (
             row["kind"] == EVENT
