@@ -20,11 +20,13 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 
 from openimpact.budgets.models import BudgetMonth
@@ -129,6 +131,52 @@ def sqlite_insert(
             for i in as_json:
                 row_values[i] = _json_text(row_values[i])
     _driver(conn, _insert_qmark(table_name, columns, suffix), values, many=True)
+
+
+# PostgreSQL's pipeline ---------------------------------------------------------------------
+#
+# A batch's statements that do not need each other's answers go to the
+# server together (psycopg's pipeline mode): one round trip for all of them,
+# and, where the batch is its own transaction, the COMMIT goes with the last
+# ones. While a batch holds its ledger rows, that leaves one round trip
+# between its lock and its COMMIT.
+
+_PYFORMAT = PGDialect_psycopg()
+
+
+@cache
+def _pyformat(stmt: Any) -> str:
+    return str(stmt.compile(dialect=_PYFORMAT))
+
+
+def pg_pipeline(
+    conn: Connection, steps: Sequence[tuple[Any, dict[str, Any]]], *, commit: bool = False
+) -> list[list[tuple[Any, ...]]]:
+    """Run ``steps`` (statement, parameters) in one round trip on
+    PostgreSQL's driver connection, in the transaction of ``conn``, and then,
+    with ``commit``, COMMIT it: each statement's rows as plain tuples. Errors
+    are SQLAlchemy's, as from Connection.execute; a lost connection is
+    invalidated (``connection_invalidated``)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    cursors: list[psycopg.Cursor[Any]] = []
+    statement = ""
+    try:
+        with raw.pipeline():
+            for stmt, params in steps:
+                statement = _pyformat(stmt)
+                cursors.append(raw.execute(statement, params))
+            if commit:
+                statement = "COMMIT"
+                raw.commit()
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+    except psycopg.Error as exc:
+        dialect = conn.dialect
+        error = DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=dialect)
+        if dialect.is_disconnect(cast(Any, exc), conn.connection.dbapi_connection, None):
+            error.connection_invalidated = True
+            conn.invalidate(exc)
+        raise error from exc
 
 
 # Lookups by (account, environment, key), one index seek per entry.
@@ -283,11 +331,27 @@ def _insert_outbox_from_json(param: str) -> str:
     )
 
 
-# Impacts, the daily series, outbox messages and Idempotency-Keys in one
-# statement (data-modifying CTEs) of fixed text: one round trip per batch.
+# New customers and renamed ones, impacts, the daily series, outbox messages
+# and Idempotency-Keys in one statement (data-modifying CTEs) of fixed text:
+# one round trip per batch. An impact of a new customer names it by its email
+# key (``customer_key``), and takes the id its insert returned.
+_IMPACT_VALUES = ", ".join(
+    "COALESCE(r.customer_pk, c.id)" if name == "customer_pk" else f"r.{name}"
+    for name, _ in IMPACT_COLUMNS
+)
 INSERT_ROWS_PG = text(
-    "WITH i AS ("
-    + insert_from_json("impacts", "p_impacts", IMPACT_COLUMNS)
+    "WITH c AS ("
+    + insert_from_json("customers", "p_customers", CUSTOMER_COLUMNS)
+    + " RETURNING id, account_id, env, email_key"
+    + "), n AS (UPDATE customers SET name = r.name FROM "
+    + recordset("p_renames", "r", (("pk", "bigint"), ("name", "varchar")))
+    + " WHERE customers.id = r.pk"
+    + "), i AS (INSERT INTO impacts ("
+    + ", ".join(name for name, _ in IMPACT_COLUMNS)
+    + f") SELECT {_IMPACT_VALUES} FROM "
+    + recordset("p_impacts", "r", (*IMPACT_COLUMNS, ("customer_key", "varchar")))
+    + " LEFT JOIN c ON c.account_id = r.account_id AND c.env = r.env"
+    + " AND c.email_key = r.customer_key"
     + "), d AS ("
     + insert_from_json("daily_impacts", "p_daily", DAILY_COLUMNS)
     + " ON CONFLICT (account_id, env, day) DO UPDATE SET "

@@ -17,8 +17,7 @@ cancellation gives its cost back to the month it was spent in.
 from __future__ import annotations
 
 import calendar
-import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -266,6 +265,18 @@ class _Cap:
     refused: bool = False
 
 
+def budget_lookup(
+    dialect_name: str, groups: Iterable[tuple[int, str]]
+) -> tuple[Any, dict[str, Any]]:
+    """The statement that reads (and, on PostgreSQL, locks) the budget caps of
+    ``groups`` (account id, environment), with its parameters."""
+    ordered = sorted(groups)
+    if dialect_name == "postgresql":
+        payload = orjson.dumps([{"a": a, "e": e} for a, e in ordered]).decode()
+        return sql.BUDGETS_PG, {"p_rows": payload}
+    return sql.BUDGETS_SQLITE, {"p_rows": orjson.dumps(ordered).decode()}
+
+
 def check_caps(
     session: Session,
     items: Sequence[Any],
@@ -274,26 +285,27 @@ def check_caps(
     now: int,
     *,
     events: bool = True,
+    budgets: Sequence[Sequence[Any]] | None = None,
 ) -> dict[int, int]:
     """Refuse (402) each item that would take its month past its cap, in
     order; the cost of every other item of a capped account. Writes the
-    months' spend and queues the owners' emails."""
+    months' spend and queues the owners' emails. ``budgets``: the rows of
+    :func:`budget_lookup` for these ``groups`` or more, when the caller read
+    them already."""
     conn = session.connection()
     month = month_of(now)
-    if conn.dialect.name == "postgresql":
-        payload = orjson.dumps([{"a": a, "e": e} for a, e in sorted(groups)]).decode()
-        budgets, months = sql.BUDGETS_PG, sql.MONTHS_PG
-    else:
-        payload = json.dumps(sorted(groups))
-        budgets, months = sql.BUDGETS_SQLITE, sql.MONTHS_SQLITE
-    found = (
-        conn.execute(budgets, {"p_rows": payload})
-        if conn.dialect.name == "postgresql"
-        else sql.sqlite_rows(conn, budgets, {"p_rows": payload})
-    )
-    caps = {(r[0], r[1]): _Cap(r[2], 0, False, False) for r in found}
+    statement, params = budget_lookup(conn.dialect.name, groups)
+    months = sql.MONTHS_PG if conn.dialect.name == "postgresql" else sql.MONTHS_SQLITE
+    if budgets is None:
+        budgets = (
+            list(conn.execute(statement, params))
+            if conn.dialect.name == "postgresql"
+            else sql.sqlite_rows(conn, statement, params)
+        )
+    caps = {(r[0], r[1]): _Cap(r[2], 0, False, False) for r in budgets if (r[0], r[1]) in groups}
     if not caps:
         return {}
+    payload = params["p_rows"]
     for r in conn.execute(months, {"p_rows": payload, "p_month": month}):
         found = caps[(r[0], r[1])]
         found.spent, found.warned, found.exceeded = r[2], r[3] is not None, r[4] is not None

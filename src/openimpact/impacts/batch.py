@@ -38,14 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openimpact import sql
 from openimpact.accounts.models import Account
 from openimpact.auth import UNKNOWN_KEY, Caller
-from openimpact.budgets.service import check_caps
+from openimpact.budgets.service import budget_lookup, check_caps
 from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
@@ -139,6 +139,7 @@ class _Customer:
     first_name: str | None  # the name the batch found or first gave it
     new: bool
     onboarded_ms: int = 0
+    key: str = ""  # its email key
 
 
 @dataclass(slots=True)
@@ -160,15 +161,22 @@ def write_batch(
     *,
     now: int,
     events: outbox.Events = outbox.Events(),
+    commit: bool = False,
 ) -> list[Result]:
     """Write ``items`` in the session's transaction; one answer or error per item.
 
     Two items must not share an Idempotency-Key (the writer holds the second
-    back for the next batch, where it replays the first's answer).
+    back for the next batch, where it replays the first's answer). ``commit``
+    says that the batch is its transaction and the caller commits it next (the
+    writer): on PostgreSQL the COMMIT then goes in the round trip of the last
+    statement, and the caller's own commit finds nothing left to do.
     """
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
     results: list[Result | None] = [None] * len(items)
-    _confirm_keys(session, items, results)
-    _replay(session, items, results)
+    found = _read(conn, items)
+    _confirm_keys(items, results, found.valid_keys)
+    _replay(items, results, found.stored)
     causes = _check_causes(session, items, results)
     # Monthly budget caps (budgets/service.py): refused items get a 402.
     costs = check_caps(
@@ -182,6 +190,7 @@ def write_batch(
         },
         now,
         events=events.enabled,
+        budgets=found.budgets,
     )
 
     groups: dict[tuple[int, str], _Group] = {}
@@ -200,20 +209,32 @@ def write_batch(
     if not groups:
         return _done(results)
 
-    times = _allocate(session, list(groups.values()), now)
-    customers = _onboard(session, items, groups, times)
+    labels = (
+        cause_labels(session, [c for a in causes.values() for c in a]) if events.enabled else {}
+    )
+    wanted: dict[tuple[int, str, str], list[int]] = {}
+    for group in groups.values():
+        for i in group.indexes:
+            email = items[i].new.customer_email
+            if email is not None:
+                wanted.setdefault((group.account_id, group.env, email.lower()), []).append(i)
+    # Customers are read under the ledger lock (safe without upserts): on
+    # SQLite the write lock is held from the transaction's start, so _read
+    # found them; on PostgreSQL they are read in the round trip of the ledger
+    # update, after it.
+    known = {slot: found.customers[slot] for slot in wanted if slot in found.customers}
+    times, onboarded = _allocate(conn, list(groups.values()), now, list(wanted) if postgres else [])
+    known.update(onboarded)
+    customers = _Customers(items, wanted, known, times)
 
     impact_rows: list[dict[str, Any]] = []
     daily: dict[tuple[int, str, str], dict[str, int]] = {}
     outbox_rows: list[dict[str, Any]] = []
     idem_rows: list[dict[str, Any]] = []
-    labels = (
-        cause_labels(session, [c for a in causes.values() for c in a]) if events.enabled else {}
-    )
     for i, time_ms in times.items():
         item = items[i]
         caller, new = item.caller, item.new
-        customer = customers.get(i)
+        customer = customers.of_item.get(i)
         on_behalf = customer is not None
         production = caller.env == "production"
         notify = production and on_behalf and new.notify is not False
@@ -229,7 +250,8 @@ def write_batch(
                 "cause": (new.category or causes[caller.account_id][0])
                 if new.impact_type == "money_donated"
                 else None,
-                "customer_pk": customer[0] if customer is not None else None,
+                "customer_pk": customer[0].pk if customer is not None else None,
+                "customer_key": customer[0].key if customer is not None else None,
                 "is_customer": on_behalf,
                 "metadata": new.metadata or None,
                 "notify": notify,
@@ -291,13 +313,15 @@ def write_batch(
             )
         results[i] = outcome
 
-    conn = session.connection()
     # No savepoint: an Idempotency-Key conflict voids the whole batch, which
     # the caller rolls back and runs again (its lookup then replays).
     try:
-        if conn.dialect.name == "postgresql":
-            _insert_rows_pg(session, impact_rows, daily, outbox_rows, idem_rows)
+        if postgres:
+            _insert_rows_pg(
+                conn, customers, impact_rows, daily, outbox_rows, idem_rows, commit=commit
+            )
         else:
+            customers.insert_sqlite(conn, impact_rows)
             sql.sqlite_insert(conn, "impacts", sql.IMPACT_COLUMNS, impact_rows)
             add_daily(session, daily)
             if outbox_rows:
@@ -317,33 +341,28 @@ _IDEMPOTENCY_UNIQUE = "idempotency_keys"
 
 
 def _insert_rows_pg(
-    session: Session,
+    conn: Connection,
+    customers: _Customers,
     impact_rows: list[dict[str, Any]],
     daily: dict[tuple[int, str, str], dict[str, int]],
     outbox_rows: list[dict[str, Any]],
     idem_rows: list[dict[str, Any]],
+    *,
+    commit: bool,
 ) -> None:
     daily_rows = [
         {"account_id": a, "env": e, "day": d, **amounts}
         for (a, e, d), amounts in sorted(daily.items())
     ]
     params = {
+        "p_customers": orjson.dumps(customers.new_rows()).decode(),
+        "p_renames": orjson.dumps(customers.renames()).decode(),
         "p_impacts": orjson.dumps(impact_rows).decode(),
         "p_daily": orjson.dumps(daily_rows).decode(),
         "p_outbox": orjson.dumps(outbox_rows).decode(),
         "p_keys": orjson.dumps(idem_rows).decode(),
     }
-    session.connection().execute(sql.INSERT_ROWS_PG, params)
-
-
-def _by_slots(session: Session, postgres: Any, sqlite_: Any, slots: Any) -> Any:
-    """Rows matching (account_id, env, key) triples, one index seek each."""
-    conn = session.connection()
-    ordered = sorted(slots)
-    if conn.dialect.name == "sqlite":
-        return sql.sqlite_rows(conn, sqlite_, {"p_slots": orjson.dumps(ordered).decode()})
-    rows = [{"a": a, "e": e, "k": k} for a, e, k in ordered]
-    return conn.execute(postgres, {"p_slots": orjson.dumps(rows).decode()})
+    sql.pg_pipeline(conn, [(sql.INSERT_ROWS_PG, params)], commit=commit)
 
 
 def _done(results: list[Result | None]) -> list[Result]:
@@ -351,33 +370,82 @@ def _done(results: list[Result | None]) -> list[Result]:
     return [r for r in results if r is not None]
 
 
-def _confirm_keys(session: Session, items: Sequence[Pending], results: list[Result | None]) -> None:
-    hashes = {item.caller.key_hash for item in items if item.confirm_key}
-    if not hashes:
-        return
-    conn = session.connection()
+Slot = tuple[int, str, str]  # account id, environment, and a key or an email key
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the batch reads before it writes."""
+
+    valid_keys: set[str] | None  # None: no key to confirm
+    stored: dict[Slot, tuple[Any, ...]]  # Idempotency-Key → (hash, status, body)
+    customers: dict[Slot, _Customer]  # email key → customer
+    budgets: list[tuple[Any, ...]]
+
+
+def _read(conn: Connection, items: Sequence[Pending]) -> _Found:
+    """The API keys to confirm, the stored answers of the Idempotency-Keys,
+    the budget caps and (SQLite) the customers named of every item of the
+    batch, in one round trip on PostgreSQL."""
+    hashes = sorted({item.caller.key_hash for item in items if item.confirm_key})
+    slots = sorted({s for item in items if (s := item.idempotency_slot) is not None})
+    emails = sorted(
+        {
+            (item.caller.account_id, item.caller.env, item.new.customer_email.lower())
+            for item in items
+            if item.new.customer_email is not None
+        }
+    )
+    budgets = budget_lookup(
+        conn.dialect.name, {(item.caller.account_id, item.caller.env) for item in items}
+    )
+    steps: list[tuple[Any, dict[str, Any]]] = []
     if conn.dialect.name == "postgresql":
-        valid = set(conn.execute(sql.VALID_KEYS_PG, {"p_hashes": sorted(hashes)}).scalars())
+        if hashes:
+            steps.append((sql.VALID_KEYS_PG, {"p_hashes": hashes}))
+        if slots:
+            steps.append((sql.STORED_ANSWERS_PG, {"p_slots": _pg_slots(slots)}))
+        # The customers are read once the ledger rows are held (_allocate).
+        emails = []
+        steps.append(budgets)
+        answers = iter(sql.pg_pipeline(conn, steps))
     else:
-        found = sql.sqlite_rows(
-            conn, sql.VALID_KEYS_SQLITE, {"p_hashes": orjson.dumps(sorted(hashes)).decode()}
-        )
-        valid = {row[0] for row in found}
+        if hashes:
+            steps.append((sql.VALID_KEYS_SQLITE, {"p_hashes": orjson.dumps(hashes).decode()}))
+        if slots:
+            steps.append((sql.STORED_ANSWERS_SQLITE, {"p_slots": orjson.dumps(slots).decode()}))
+        if emails:
+            steps.append((sql.FIND_CUSTOMERS_SQLITE, {"p_slots": orjson.dumps(emails).decode()}))
+        steps.append(budgets)
+        answers = iter([sql.sqlite_rows(conn, stmt, params) for stmt, params in steps])
+    valid = {row[0] for row in next(answers)} if hashes else None
+    stored = {(r[0], r[1], r[2]): r[3:] for r in next(answers)} if slots else {}
+    customers = {(r[0], r[1], r[2]): _customer_row(r[3:]) for r in next(answers)} if emails else {}
+    return _Found(valid, stored, customers, next(answers))
+
+
+def _pg_slots(slots: Sequence[Slot]) -> str:
+    return orjson.dumps([{"a": a, "e": e, "k": k} for a, e, k in slots]).decode()
+
+
+def _customer_row(row: Sequence[Any]) -> _Customer:
+    pk, customer_id, email, name = row
+    return _Customer(pk, customer_id, email, name, name, False)
+
+
+def _confirm_keys(
+    items: Sequence[Pending], results: list[Result | None], valid: set[str] | None
+) -> None:
+    if valid is None:
+        return
     for i, item in enumerate(items):
         if item.confirm_key and item.caller.key_hash not in valid:
             results[i] = KeyError_(UNKNOWN_KEY)
 
 
-def _replay(session: Session, items: Sequence[Pending], results: list[Result | None]) -> None:
-    slots = {
-        s for i, item in enumerate(items) if results[i] is None and (s := item.idempotency_slot)
-    }
-    if not slots:
-        return
-    stored = {
-        (row[0], row[1], row[2]): row[3:]
-        for row in _by_slots(session, sql.STORED_ANSWERS_PG, sql.STORED_ANSWERS_SQLITE, slots)
-    }
+def _replay(
+    items: Sequence[Pending], results: list[Result | None], stored: dict[Slot, tuple[Any, ...]]
+) -> None:
     for i, item in enumerate(items):
         slot = item.idempotency_slot
         if results[i] is not None or slot is None or slot not in stored:
@@ -419,9 +487,12 @@ def _check_causes(
     return causes
 
 
-def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int]:
-    """Update the ledger rows (totals and clock); each item's ``time_ms``."""
-    conn = session.connection()
+def _allocate(
+    conn: Connection, groups: list[_Group], now: int, unknown: list[Slot]
+) -> tuple[dict[int, int], dict[Slot, _Customer]]:
+    """Update the ledger rows (totals and clock): each item's ``time_ms``, and
+    (PostgreSQL) the customers of ``unknown`` that exist, read once the ledger
+    rows are held, in the same round trip."""
     groups.sort(key=lambda g: (g.account_id, g.env))
     rows = [
         {
@@ -433,13 +504,21 @@ def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int
         }
         for group in groups
     ]
+    onboarded: dict[Slot, _Customer] = {}
     if conn.dialect.name == "postgresql":
         payload = orjson.dumps(rows).decode()
+        steps: list[tuple[Any, dict[str, Any]]] = []
         if len(groups) > 1:
             # Lock the rows in one order, as every batch does, so that two
             # processes writing for the same accounts never deadlock.
-            conn.execute(sql.LOCK_LEDGERS_PG, {"p_rows": payload}).all()
-        updated = conn.execute(sql.LEDGER_PG, {"p_rows": payload})
+            steps.append((sql.LOCK_LEDGERS_PG, {"p_rows": payload}))
+        steps.append((sql.LEDGER_PG, {"p_rows": payload}))
+        if unknown:
+            steps.append((sql.FIND_CUSTOMERS_PG, {"p_slots": _pg_slots(sorted(unknown))}))
+        answers = sql.pg_pipeline(conn, steps)
+        updated = answers[1 if len(groups) > 1 else 0]
+        if unknown:
+            onboarded = {(r[0], r[1], r[2]): _customer_row(r[3:]) for r in answers[-1]}
     else:
         params = {
             f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in sql.LEDGER_FIELDS
@@ -454,88 +533,90 @@ def _allocate(session: Session, groups: list[_Group], now: int) -> dict[int, int
         first = end - len(group.indexes) + 1
         for offset, i in enumerate(group.indexes):
             times[i] = first + offset
-    return dict(sorted(times.items()))
+    return dict(sorted(times.items())), onboarded
 
 
-def _onboard(
-    session: Session,
-    items: Sequence[Pending],
-    groups: dict[tuple[int, str], _Group],
-    times: dict[int, int],
-) -> dict[int, tuple[int, dict[str, Any]]]:
+class _Customers:
     """One customer per email (case-insensitive) per account and environment:
-    each item's customer row and the customer as its answer shows it."""
-    wanted: dict[tuple[int, str, str], list[int]] = {}
-    for i in times:
-        email = items[i].new.customer_email
-        if email is not None:
-            caller = items[i].caller
-            wanted.setdefault((caller.account_id, caller.env, email.lower()), []).append(i)
-    if not wanted:
-        return {}
-    conn = session.connection()
-    found: dict[tuple[int, str, str], _Customer] = {}
-    for row in _by_slots(session, sql.FIND_CUSTOMERS_PG, sql.FIND_CUSTOMERS_SQLITE, wanted):
-        found[(row[0], row[1], row[2])] = _Customer(row[3], row[4], row[5], row[6], row[6], False)
+    each item's customer and the customer as its answer shows it; the
+    customers to onboard and to rename."""
 
-    answers: dict[int, dict[str, Any]] = {}
-    for slot, indexes in wanted.items():
-        customer = found.get(slot)
-        if customer is None:
-            first = items[indexes[0]].new
-            assert first.customer_email is not None
-            customer = found[slot] = _Customer(
-                None,
-                "C" + secrets.token_hex(8),
-                first.customer_email,
-                first.customer_name,
-                first.customer_name,
-                True,
-                times[indexes[0]],
-            )
-        # In the order of their times, as if written one after another: a
-        # name renames the customer for this impact and the ones after it.
-        for i in indexes:
-            name = items[i].new.customer_name
-            if name is not None:
-                customer.name = name
-            answers[i] = _customer_out(customer.customer_id, customer.email, customer.name)
+    def __init__(
+        self,
+        items: Sequence[Pending],
+        wanted: dict[Slot, list[int]],
+        known: dict[Slot, _Customer],
+        times: dict[int, int],
+    ) -> None:
+        self.found = known
+        self.of_item: dict[int, tuple[_Customer, dict[str, Any]]] = {}
+        for slot, indexes in wanted.items():
+            customer = known.get(slot)
+            if customer is None:
+                first = items[indexes[0]].new
+                assert first.customer_email is not None
+                customer = known[slot] = _Customer(
+                    None,
+                    "C" + secrets.token_hex(8),
+                    first.customer_email,
+                    first.customer_name,
+                    first.customer_name,
+                    True,
+                    times[indexes[0]],
+                )
+            customer.key = slot[2]
+            # In the order of their times, as if written one after another:
+            # a name renames the customer for this impact and the ones after.
+            for i in indexes:
+                name = items[i].new.customer_name
+                if name is not None:
+                    customer.name = name
+                self.of_item[i] = (
+                    customer,
+                    _customer_out(customer.customer_id, customer.email, customer.name),
+                )
+        self.slots = wanted
 
-    new_slots = [slot for slot, c in found.items() if c.new and slot in wanted]
-    if new_slots:
-        rows = [
+    def new_rows(self) -> list[dict[str, Any]]:
+        return [
             {
-                "customer_id": found[s].customer_id,
-                "account_id": s[0],
-                "env": s[1],
-                "email": found[s].email,
-                "email_key": s[2],
-                "name": found[s].name,
-                "onboarded_ms": found[s].onboarded_ms,
+                "customer_id": c.customer_id,
+                "account_id": slot[0],
+                "env": slot[1],
+                "email": c.email,
+                "email_key": slot[2],
+                "name": c.name,
+                "onboarded_ms": c.onboarded_ms,
             }
-            for s in new_slots
+            for slot in self.slots
+            if (c := self.found[slot]).new
         ]
-        if conn.dialect.name == "postgresql":
-            inserted = conn.execute(
-                sql.INSERT_CUSTOMERS_PG, {"p_rows": orjson.dumps(rows).decode()}
-            )
-            pks = {customer_id: pk for customer_id, pk in inserted}
-            for slot in new_slots:
-                found[slot].pk = pks[found[slot].customer_id]
-        else:
+
+    def renames(self) -> list[dict[str, Any]]:
+        return [
+            {"pk": c.pk, "name": c.name}
+            for slot in self.slots
+            if not (c := self.found[slot]).new and c.name != c.first_name
+        ]
+
+    def insert_sqlite(self, conn: Connection, impact_rows: list[dict[str, Any]]) -> None:
+        """Onboard and rename (SQLite), and give the impacts their customers' ids."""
+        rows = self.new_rows()
+        if rows:
             pks = dict(sql.sqlite_insert_returning(conn, "customers", sql.CUSTOMER_COLUMNS, rows))
-            for slot in new_slots:
-                found[slot].pk = pks[found[slot].customer_id]
-    renamed = [c for c in found.values() if not c.new and c.name != c.first_name]
-    if renamed:
-        conn.execute(_RENAME_CUSTOMER, [{"p_pk": c.pk, "p_name": c.name} for c in renamed])
-    out: dict[int, tuple[int, dict[str, Any]]] = {}
-    for slot, indexes in wanted.items():
-        pk = found[slot].pk
-        assert pk is not None
-        for i in indexes:
-            out[i] = (pk, answers[i])
-    return out
+            for slot in self.slots:
+                customer = self.found[slot]
+                if customer.new:
+                    customer.pk = pks[customer.customer_id]
+            for row in impact_rows:
+                if row["customer_key"] is not None and row["customer_pk"] is None:
+                    slot = (row["account_id"], row["env"], row["customer_key"])
+                    row["customer_pk"] = self.found[slot].pk
+        renames = self.renames()
+        if renames:
+            conn.execute(
+                _RENAME_CUSTOMER, [{"p_pk": r["pk"], "p_name": r["name"]} for r in renames]
+            )
 
 
 def _customer_out(customer_id: str, email: str, name: str | None) -> dict[str, Any]:

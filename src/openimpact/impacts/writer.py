@@ -227,7 +227,7 @@ class Writer:
         try:
             with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
                 results: list[Result | _Failed] = list(
-                    write_batch(session, items, now=now_ms(), events=self.events)
+                    write_batch(session, items, now=now_ms(), events=self.events, commit=True)
                 )
             keep = True
             return results
