@@ -389,3 +389,56 @@ def test_a_dropped_connection_answers_503_once_then_recovers(
         assert "idempotent-replayed" not in again.headers
         total = client.get("/v1/impact", headers=headers).json()["tree_planted"]
         assert total == 3
+
+
+def test_sqlite_writers_of_two_processes_take_turns_without_stalling_the_loop(
+    sqlite_database: TestDatabase,
+) -> None:
+    """While another process holds the turn (its flock on the file beside the
+    database), a batch waits off the event loop, and is written as soon as the
+    turn is free."""
+    import fcntl
+    import os
+    import threading
+
+    from openimpact.db import Database
+    from openimpact.impacts.writer import _WriteTurn
+
+    db = Database(sqlite_database.url)
+    me = _caller(db, make_account(db))
+    path = db.engine.url.database
+    assert path
+    other = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)  # the other process's turn
+    released = threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN))
+    writer = Writer(db)
+
+    async def go() -> tuple[Any, int]:
+        writer.start()
+        assert isinstance(writer._turn, _WriteTurn)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        released.start()
+        try:
+            outcome = await writer.submit(Pending(me, _tree(4)))
+        finally:
+            ticker.cancel()
+            await writer.close()
+        return outcome, ticks
+
+    try:
+        outcome, ticks = asyncio.run(go())
+    finally:
+        released.cancel()
+        os.close(other)
+        db.dispose()
+    assert isinstance(outcome, Outcome) and outcome.body["tree_planted"] == 4
+    # The loop ran all along the 0.3 s wait (a stalled loop would not tick).
+    assert ticks >= 15

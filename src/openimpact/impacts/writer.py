@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 
 import anyio.to_thread
@@ -46,6 +47,11 @@ from openimpact.errors import OpenImpactError, Unavailable
 from openimpact.impacts.batch import IdempotencyRace, Outcome, Pending, Result, write_batch
 from openimpact.outbox.service import Events
 from openimpact.timeutil import now_ms
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own wait for its lock applies
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,48 @@ class _Failed:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+class _WriteTurn:
+    """Turns at writing one SQLite file, among the writers of every process.
+
+    SQLite's own wait for its write lock (busy_timeout) polls with sleeps of
+    up to 100 ms, and the writer runs its batch inline, so a process waiting
+    for another one's COMMIT would stall its whole event loop. An exclusive
+    ``flock`` on a file beside the database (``<database>-writer.lock``)
+    queues the processes instead: taken at once when free, and otherwise
+    waited for on a worker thread, which wakes as soon as the other process
+    lets go. SQLite's own locks are untouched (they are POSIX record locks,
+    which on Linux are independent of flock).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    async def __aenter__(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                await anyio.to_thread.run_sync(fcntl.flock, self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                # Cancelled while waiting: the thread still took the lock
+                # before the cancellation came through.
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                raise
+
+    async def __aexit__(self, *_: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _write_turn(db: Database) -> _WriteTurn | None:
+    path = db.engine.url.database
+    if not db.is_sqlite or fcntl is None or not path or path == ":memory:":
+        return None
+    return _WriteTurn(f"{path}-writer.lock")
 
 
 class Writer:
@@ -86,11 +134,13 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._idle: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn: _WriteTurn | None = None
         # Figures for tests and the bench: batches written and items in them.
         self.batches = 0
         self.items = 0
 
     def start(self) -> None:
+        self._turn = _write_turn(self.db)
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="impact-writer")
 
@@ -104,6 +154,9 @@ class Writer:
             await asyncio.gather(*self._writing, return_exceptions=True)
         while self._idle:
             self._idle.pop().close()
+        if self._turn is not None:
+            self._turn.close()
+            self._turn = None
 
     async def submit(self, item: Pending) -> Outcome:
         """Write one impact with whatever else is pending; its answer, or its
@@ -197,7 +250,10 @@ class Writer:
                     # Inline: each statement takes microseconds, and a thread
                     # would contend with the event loop for the GIL; the
                     # requests of the next batch wait in the socket buffers.
-                    return self._attempt(items)
+                    if self._turn is None:
+                        return self._attempt(items)
+                    async with self._turn:
+                        return self._attempt(items)
                 return await anyio.to_thread.run_sync(self._attempt, items)
             except IdempotencyRace:
                 continue
