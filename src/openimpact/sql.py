@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import cache
 from operator import itemgetter
 from typing import Any, cast
@@ -162,7 +163,9 @@ def pg_pipeline(
     cursors: list[psycopg.Cursor[Any]] = []
     statement = ""
     try:
-        with raw.pipeline():
+        # A libpq older than 14 has no pipeline mode (psycopg[binary] brings
+        # its own, newer one): the same statements then go one at a time.
+        with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
             for stmt, params in steps:
                 statement = _pyformat(stmt)
                 cursors.append(raw.execute(statement, params))

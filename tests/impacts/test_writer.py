@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import ApiKey, Ledger
 from openimpact.app import create_app
@@ -442,3 +443,83 @@ def test_sqlite_writers_of_two_processes_take_turns_without_stalling_the_loop(
     assert isinstance(outcome, Outcome) and outcome.body["tree_planted"] == 4
     # The loop ran all along the 0.3 s wait (a stalled loop would not tick).
     assert ticks >= 15
+
+
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "one-at-a-time"])
+def test_a_postgresql_batch_commits_with_its_last_round_trip(
+    postgresql_database: TestDatabase, monkeypatch: pytest.MonkeyPatch, pipeline: bool
+) -> None:
+    """The writer's batch on PostgreSQL: new, known and renamed customers, an
+    Idempotency-Key, and the COMMIT sent with the inserts; the same without
+    pipeline mode (a libpq older than 14)."""
+    import psycopg
+
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: pipeline))
+    with TestClient(create_app(postgresql_database.settings())) as client:
+        db = client.app.state.db  # type: ignore[attr-defined]
+        me = _caller(db, make_account(db))
+        known = Pending(me, _tree(1, customer_email="ann@example.com", customer_name="Ann"))
+        db.run_sync(lambda s: write_batch(s, [known], now=now_ms()), write=True)
+        body = {"amount": 2, "customer_email": "new@example.com"}
+        items = [
+            Pending(me, _tree(2, customer_email="new@example.com"), "k-1",
+                    request_hash("/v1/plant_tree", body)),
+            Pending(me, _tree(3, customer_email="ANN@example.com", customer_name="Anna")),
+            Pending(me, _tree(4)),
+        ]  # fmt: skip
+        writer = Writer(db)
+
+        async def go() -> list[Any]:
+            writer.start()
+            try:
+                return await asyncio.gather(*(writer.submit(i) for i in items))
+            finally:
+                await writer.close()
+
+        results = asyncio.run(go())
+        assert [r.status for r in results] == [200, 200, 200]
+        assert results[0].body["customer"]["customer_email"] == "new@example.com"
+        assert results[1].body["customer"]["customer_name"] == "Anna"
+        assert _count(db, Impact, me.account_id) == 4
+        assert _count(db, Customer, me.account_id) == 2
+        assert _count(db, IdempotencyRecord, me.account_id) == 1
+        names = db.run_sync(
+            lambda s: dict(
+                s.execute(
+                    select(Customer.email_key, Customer.name).where(
+                        Customer.account_id == me.account_id
+                    )
+                ).all()
+            )
+        )
+        assert names == {"ann@example.com": "Anna", "new@example.com": None}
+        pks = db.run_sync(
+            lambda s: s.scalars(
+                select(Impact.customer_pk).where(Impact.account_id == me.account_id)
+            ).all()
+        )
+        assert sum(pk is not None for pk in pks) == 3
+        ledger = db.run_sync(lambda s: s.get(Ledger, (me.account_id, "production")))
+        assert ledger.user_tree_planted == 4 and ledger.customer_tree_planted == 6
+        # Committed, and the connections are usable afterwards.
+        again = asyncio.run(_write_one(Writer(db), Pending(me, _tree(5))))
+        assert again.status == 200
+        # The COMMIT went with the inserts: the transaction is over before
+        # the caller's own commit.
+        conn = db.connect(write=True)
+        try:
+            with conn.begin(), Session(bind=conn) as session:
+                write_batch(session, [Pending(me, _tree(6))], now=now_ms(), commit=True)
+                status = conn.connection.driver_connection.info.transaction_status
+        finally:
+            conn.close()
+        assert status == psycopg.pq.TransactionStatus.IDLE
+        assert _count(db, Impact, me.account_id) == 6
+
+
+async def _write_one(writer: Writer, item: Pending) -> Any:
+    writer.start()
+    try:
+        return await writer.submit(item)
+    finally:
+        await writer.close()
