@@ -17,8 +17,8 @@ psycopg adapts arrays), and on SQLite as JSON driven by json_each.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from operator import itemgetter
 from typing import Any, cast
@@ -143,11 +143,34 @@ def sqlite_insert(
 # between its lock and its COMMIT.
 
 _PYFORMAT = PGDialect_psycopg()
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 @cache
 def _pyformat(stmt: Any) -> str:
     return str(stmt.compile(dialect=_PYFORMAT))
+
+
+@contextmanager
+def pg_own_transaction(conn: Connection) -> Iterator[None]:
+    """A transaction that is one batch alone (the writer's) and is opened by
+    the BEGIN that :func:`pg_pipeline` sends with its first statements: left
+    to open it, psycopg sends its own BEGIN first and waits for it, a round
+    trip more. The driver connection runs in autocommit mode meanwhile, so
+    the batch's first statement must be a pipeline's; a transaction still
+    open at the end (an error) is rolled back."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        try:
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raw.rollback()
+            raw.autocommit = False
+        except psycopg.Error as exc:  # the connection is gone: never reused
+            conn.invalidate(exc)
 
 
 def pg_pipeline(
@@ -166,12 +189,19 @@ def pg_pipeline(
         # A libpq older than 14 has no pipeline mode (psycopg[binary] brings
         # its own, newer one): the same statements then go one at a time.
         with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            if raw.autocommit and raw.info.transaction_status == _IDLE:
+                statement = "BEGIN"  # pg_own_transaction
+                raw.execute(statement)
             for stmt, params in steps:
                 statement = _pyformat(stmt)
                 cursors.append(raw.execute(statement, params))
             if commit:
+                # A statement of the pipeline, not Connection.commit(), which
+                # would wait for its own sync before the pipeline's: the
+                # COMMIT's answer is then the last thing read, so an error
+                # raised here always means the batch was not committed.
                 statement = "COMMIT"
-                raw.commit()
+                raw.execute(statement)
         return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
     except psycopg.Error as exc:
         dialect = conn.dialect

@@ -18,7 +18,7 @@ def now_ms() -> int:
 # The last second formatted: the times of a write batch, or of a page of
 # records, mostly share their second. One tuple, replaced whole, so threads
 # never see a second paired with another second's text.
-_last_second: tuple[int, str] = (-1, "")
+_last_second: tuple[int | None, str] = (None, "")
 
 
 def ms_to_iso(ms: int) -> str:

@@ -523,3 +523,90 @@ async def _write_one(writer: Writer, item: Pending) -> Any:
         return await writer.submit(item)
     finally:
         await writer.close()
+
+
+def test_a_write_turn_given_up_while_waiting_is_let_go_and_one_process_writes_one_batch_at_once(
+    tmp_path: Any,
+) -> None:
+    import fcntl
+    import os
+
+    from openimpact.impacts.writer import _WriteTurn
+
+    path = str(tmp_path / "x.db-writer.lock")
+    turn = _WriteTurn(path)
+    other = os.open(path, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process's turn
+
+    def free_from_outside() -> bool:
+        probe = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(probe)  # closing the probe's file lets its lock go
+        return True
+
+    async def go() -> list[str]:
+        order: list[str] = []
+        waiting = asyncio.create_task(turn.__aenter__())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        fcntl.flock(other, fcntl.LOCK_UN)  # the thread now takes it, then lets go
+        for _ in range(100):
+            if free_from_outside():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the abandoned wait kept the turn")
+
+        async def batch(name: str) -> None:
+            async with turn:
+                order.append(f"{name} in")
+                await asyncio.sleep(0.02)
+                order.append(f"{name} out")
+
+        await asyncio.wait_for(asyncio.gather(batch("a"), batch("b")), 5)
+        return order
+
+    try:
+        order = asyncio.run(go())
+    finally:
+        os.close(other)
+        turn.close()
+    assert order == ["a in", "a out", "b in", "b out"]
+
+
+def test_a_batchs_own_postgresql_transaction_begins_in_its_pipeline_and_always_ends(
+    postgresql_database: TestDatabase,
+) -> None:
+    import psycopg
+    from sqlalchemy import text
+
+    from openimpact import sql
+    from openimpact.db import Database
+
+    status = psycopg.pq.TransactionStatus
+    db = Database(postgresql_database.url.replace("postgresql://", "postgresql+psycopg://", 1))
+    conn = db.connect(write=True)
+    raw = conn.connection.driver_connection
+    try:
+        with pytest.raises(ZeroDivisionError), conn.begin(), sql.pg_own_transaction(conn):
+            assert raw.autocommit and raw.info.transaction_status == status.IDLE
+            # The BEGIN goes with the pipeline's first statement...
+            ((xid,),) = sql.pg_pipeline(conn, [(text("SELECT pg_current_xact_id()::text"), {})])
+            ((same,),) = sql.pg_pipeline(conn, [(text("SELECT pg_current_xact_id()::text"), {})])
+            assert xid == same and raw.info.transaction_status == status.INTRANS
+            1 / 0  # noqa: B018
+        # ...and an error ends the transaction and hands back a normal connection.
+        assert raw.info.transaction_status == status.IDLE and raw.autocommit is False
+        with conn.begin(), sql.pg_own_transaction(conn):
+            sql.pg_pipeline(conn, [(text("SELECT 1"), {})], commit=True)
+            assert raw.info.transaction_status == status.IDLE
+        assert raw.autocommit is False
+    finally:
+        conn.close()
+        db.dispose()

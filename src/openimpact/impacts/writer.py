@@ -36,12 +36,14 @@ import asyncio
 import logging
 import os
 from collections import deque
+from contextlib import nullcontext
 
 import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from openimpact import sql
 from openimpact.db import Database
 from openimpact.errors import OpenImpactError, Unavailable
 from openimpact.impacts.batch import IdempotencyRace, Outcome, Pending, Result, write_batch
@@ -79,25 +81,45 @@ class _WriteTurn:
     waited for on a worker thread, which wakes as soon as the other process
     lets go. SQLite's own locks are untouched (they are POSIX record locks,
     which on Linux are independent of flock).
+
+    A flock belongs to the open file, not to a task, so within the process
+    an asyncio lock comes first (``writer_in_flight`` may let several batches
+    ask at once).
     """
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._local = asyncio.Lock()
 
     async def __aenter__(self) -> None:
+        await self._local.acquire()
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
         except BlockingIOError:
-            try:
-                await anyio.to_thread.run_sync(fcntl.flock, self._fd, fcntl.LOCK_EX)
-            except BaseException:
-                # Cancelled while waiting: the thread still took the lock
-                # before the cancellation came through.
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                raise
+            pass
+        except BaseException:
+            self._local.release()
+            raise
+        waiting = asyncio.get_running_loop().run_in_executor(
+            None, fcntl.flock, self._fd, fcntl.LOCK_EX
+        )
+        try:
+            await asyncio.shield(waiting)
+        except BaseException:
+            # Cancelled while the thread waits: the turn is let go, and the
+            # process's own lock freed, only once the thread has it.
+            waiting.add_done_callback(self._abandoned)
+            raise
+
+    def _abandoned(self, waited: asyncio.Future[None]) -> None:
+        if not waited.cancelled() and waited.exception() is None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
 
     async def __aexit__(self, *_: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -281,7 +303,11 @@ class Writer:
             conn = self.db.connect(write=True)
         keep = False
         try:
-            with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
+            with (
+                conn.begin(),
+                nullcontext() if self.db.is_sqlite else sql.pg_own_transaction(conn),
+                Session(bind=conn, expire_on_commit=False) as session,
+            ):
                 results: list[Result | _Failed] = list(
                     write_batch(session, items, now=now_ms(), events=self.events, commit=True)
                 )
