@@ -157,13 +157,16 @@ def pg_own_transaction(conn: Connection) -> Iterator[None]:
     the BEGIN that :func:`pg_pipeline` sends with its first statements: left
     to open it, psycopg sends its own BEGIN first and waits for it, a round
     trip more. The driver connection runs in autocommit mode meanwhile, so
-    the batch's first statement must be a pipeline's; a transaction still
-    open at the end (an error) is rolled back."""
+    the batch's first statement must be a pipeline's. What the batch left
+    open is committed (a batch whose items were all refused still records
+    its budget month and events), or rolled back on an error."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     raw.autocommit = True
     try:
         yield
+        if raw.info.transaction_status != _IDLE:
+            pg_pipeline(conn, [], commit=True)
     finally:
         try:
             if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
