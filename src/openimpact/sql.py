@@ -73,26 +73,6 @@ def _driver(conn: Connection, statement: str, values: Any, *, many: bool) -> lis
         raise DBAPIError.instance(statement, values, exc, sqlite3.Error) from exc
 
 
-def sqlite_insert_returning(
-    conn: Connection,
-    table_name: str,
-    columns: tuple[tuple[str, str], ...],
-    rows: Sequence[dict[str, Any]],
-    returning: str = "customer_id, id",
-) -> list[tuple[Any, ...]]:
-    """Insert ``rows`` (no JSON columns) in one multi-row statement; the
-    ``returning`` columns of each, in no particular order."""
-    names = ", ".join(c for c, _ in columns)
-    marks = "(" + ", ".join("?" for _ in columns) + ")"
-    statement = (
-        f"INSERT INTO {table_name} ({names}) VALUES "
-        + ", ".join(marks for _ in rows)
-        + f" RETURNING {returning}"
-    )
-    values = tuple(row[c] for row in rows for c, _ in columns)
-    return _driver(conn, statement, values, many=False)
-
-
 def sqlite_rows(conn: Connection, stmt: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Run ``stmt`` (text or Core, without expanding lists) on SQLite's driver:
     its rows as plain tuples, without type processing (JSON comes back as text,
@@ -119,10 +99,13 @@ def sqlite_insert(
     rows: Sequence[dict[str, Any]],
     *,
     suffix: str = "",
-) -> None:
+    returning: str | None = None,
+) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (dicts holding every column of ``columns``; a ``json``
     column holds the value, stored as its JSON text, or None for NULL) in one
-    executemany. ``suffix`` follows the VALUES (an ON CONFLICT clause)."""
+    executemany. ``suffix`` follows the VALUES (an ON CONFLICT clause). With
+    ``returning`` (columns), one multi-row statement instead, answering those
+    columns of each row, in no particular order."""
     get = itemgetter(*(c for c, _ in columns))
     as_json = [i for i, (_, t) in enumerate(columns) if t == "json"]
     values: list[Any] = [get(row) for row in rows]
@@ -131,7 +114,13 @@ def sqlite_insert(
             row_values = values[n] = list(row_values)
             for i in as_json:
                 row_values[i] = _json_text(row_values[i])
-    _driver(conn, _insert_qmark(table_name, columns, suffix), values, many=True)
+    if returning is None:
+        return _driver(conn, _insert_qmark(table_name, columns, suffix), values, many=True)
+    single = _insert_qmark(table_name, columns, "")
+    marks = single[single.index(" VALUES ") + len(" VALUES ") :]
+    statement = single + "".join(", " + marks for _ in rows[1:]) + f"{suffix} RETURNING {returning}"
+    flat = tuple(value for row_values in values for value in row_values)
+    return _driver(conn, statement, flat, many=False)
 
 
 # PostgreSQL's pipeline ---------------------------------------------------------------------

@@ -603,7 +603,11 @@ class _Customers:
         """Onboard and rename (SQLite), and give the impacts their customers' ids."""
         rows = self.new_rows()
         if rows:
-            pks = dict(sql.sqlite_insert_returning(conn, "customers", sql.CUSTOMER_COLUMNS, rows))
+            pks = dict(
+                sql.sqlite_insert(
+                    conn, "customers", sql.CUSTOMER_COLUMNS, rows, returning="customer_id, id"
+                )
+            )
             for slot in self.slots:
                 customer = self.found[slot]
                 if customer.new:
