@@ -69,17 +69,15 @@ class Settings(BaseSettings):
     writer_max_batch: int = Field(
         default=256, ge=1, le=2000, description="Most impact writes committed in one transaction"
     )
-    writer_max_wait_ms: float = Field(
-        default=0.5,
+    writer_max_wait_ms: float | None = Field(
+        default=None,
         ge=0,
         le=10,
-        description="How long the first write of a batch waits for others to join it",
+        description="How long the first write of a batch waits for others to join it while "
+        "writes keep coming (unset: 0.5 on SQLite, 1 on PostgreSQL)",
     )
     writer_in_flight: int = Field(
-        default=0,
-        ge=0,
-        le=32,
-        description="Batches a worker process writes at once (0: 1 on SQLite, 2 on PostgreSQL)",
+        default=1, ge=1, le=32, description="Batches a worker process writes at once"
     )
     events: bool = Field(
         default=True,

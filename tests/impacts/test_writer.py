@@ -358,6 +358,37 @@ class TestFailures:
         assert json.loads(stored) == theirs.body
 
 
+def test_writes_that_follow_a_batch_closely_are_gathered_and_a_lone_one_is_not(
+    writer_app: TestClient,
+) -> None:
+    """A write on an idle writer goes at once; one that comes a moment after a
+    batch waits (up to max_wait_ms) for others to join it."""
+    db = writer_app.app.state.db  # type: ignore[attr-defined]
+    me = _caller(db, make_account(db))
+    writer = Writer(db, max_wait_ms=500)
+
+    async def go() -> list[tuple[int, int]]:
+        writer.start()
+        counts = []
+        try:
+            lone = asyncio.ensure_future(writer.submit(Pending(me, _tree(1))))
+            await asyncio.sleep(0.05)
+            late = asyncio.ensure_future(writer.submit(Pending(me, _tree(2))))
+            await lone
+            # The lone write went without waiting: late is not in its batch.
+            counts.append((writer.batches, writer.items))
+            await asyncio.sleep(0.05)  # late waits, since it followed a batch
+            joins = asyncio.ensure_future(writer.submit(Pending(me, _tree(3))))
+            await asyncio.gather(late, joins)
+            counts.append((writer.batches, writer.items))
+        finally:
+            await writer.close()
+        return counts
+
+    assert asyncio.run(go()) == [(1, 1), (2, 3)]
+    assert _count(db, Impact, me.account_id) == 3
+
+
 def test_a_dropped_connection_answers_503_once_then_recovers(
     postgresql_database: TestDatabase,
 ) -> None:
