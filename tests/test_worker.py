@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from openimpact.accounts.models import Account
 from openimpact.app import create_app
 from openimpact.impacts.models import IdempotencyRecord, Impact
 from openimpact.notifications.service import MAX_ATTEMPTS, NO_SMTP, parse_smtp_url
@@ -96,6 +97,17 @@ def _notified_impact(api: Api, name: str = "Acme") -> tuple[Any, str, dict[str, 
     return account, customer, created, api.db.run_sync(first_in_line, write=True)
 
 
+def _chunked(limit: int) -> Any:
+    """notifications.service.fail_due with chunks of ``limit``."""
+
+    def fail(session: Any, now: int, reason: str) -> int:
+        from openimpact.outbox import service as outbox
+
+        return outbox.fail_due(session, "email", now, reason, limit=limit)
+
+    return fail
+
+
 def _message(api: Api, message_id: int) -> OutboxMessage:
     return api.db.run_sync(lambda s: s.get(OutboxMessage, message_id))
 
@@ -156,6 +168,45 @@ class TestEmails:
         stored = _message(api, message_id)
         assert stored.failed_ms is not None
         assert stored.last_error == NO_SMTP
+
+    def test_without_smtp_many_are_given_up_a_chunk_per_transaction(
+        self, api: Api, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from openimpact import worker
+        from openimpact.notifications import service as mail
+
+        monkeypatch.setattr(worker, "FAIL_CHUNK", 3)
+        monkeypatch.setattr(mail, "fail_due", _chunked(3))
+        account = api.account()
+        me = api.as_(account)
+        for n in range(7):
+            me.plant(1, customer_email=f"c{n}@example.com")
+        transactions: list[int] = []
+        real = api.db.run_sync
+
+        def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            result = real(fn, *args, **kwargs)
+            if fn is mail.fail_due:
+                transactions.append(result)
+            return result
+
+        monkeypatch.setattr(api.db, "run_sync", run_sync)
+        failed = deliver_emails(api.db, database.settings(), now=now_ms() + 60_000)["failed"]
+        monkeypatch.undo()
+        assert failed >= 7 and transactions[-1] < 3 and all(n == 3 for n in transactions[:-1])
+        left = api.db.run_sync(
+            lambda s: s.scalar(
+                select(func.count()).where(
+                    OutboxMessage.account_id
+                    == select(Account.id)
+                    .where(Account.user_id == account.user_id)
+                    .scalar_subquery(),
+                    OutboxMessage.kind == "email",
+                    OutboxMessage.failed_ms.is_(None),
+                )
+            )
+        )
+        assert left == 0
 
     def test_smtp_urls(self) -> None:
         target = parse_smtp_url("smtp+starttls://me%40x.org:s3cr%2Ft@mail.example.org")

@@ -39,7 +39,7 @@ from openimpact.impacts.models import IdempotencyRecord
 from openimpact.lifecycle import sandbox
 from openimpact.lifecycle.service import new_batch_id
 from openimpact.notifications import service as mail
-from openimpact.outbox.service import Events
+from openimpact.outbox.service import FAIL_CHUNK, Events
 from openimpact.timeutil import now_ms
 from openimpact.users import emails as user_emails
 from openimpact.webhooks import delivery as webhooks
@@ -86,6 +86,17 @@ def purge_idempotency_keys(db: Database, settings: Settings, now: int | None = N
     )
 
 
+def _fail_all_due(db: Database, now: int, reason: str) -> int:
+    """Give up on every due email, a chunk per transaction, so that impact
+    writes never wait long behind it."""
+    failed = 0
+    while True:
+        chunk = db.run_sync(mail.fail_due, now, reason, write=True)
+        failed += chunk
+        if chunk < FAIL_CHUNK:
+            return failed
+
+
 def deliver_emails(
     db: Database,
     settings: Settings,
@@ -96,12 +107,12 @@ def deliver_emails(
     now = now if now is not None else now_ms()
     counts = {"sent": 0, "retried": 0, "failed": 0}
     if not settings.smtp_url:
-        counts["failed"] = db.run_sync(mail.fail_all_due, now, mail.NO_SMTP, write=True)
+        counts["failed"] = _fail_all_due(db, now, mail.NO_SMTP)
         return counts
     try:
         target = mail.parse_smtp_url(settings.smtp_url)
     except ValueError as exc:
-        counts["failed"] = db.run_sync(mail.fail_all_due, now, str(exc), write=True)
+        counts["failed"] = _fail_all_due(db, now, str(exc))
         return counts
     claimed: list[mail.Claimed] = db.run_sync(mail.claim_due, now, EMAILS_PER_PASS, write=True)
     if not claimed:

@@ -85,9 +85,10 @@ class Claimed:
     business_name: str
 
 
-def fail_all_due(session: Session, now: int, reason: str) -> int:
-    """Give up on every due email at once (no way to send any of them)."""
-    return outbox.fail_all_due(session, EMAIL, now, reason)
+def fail_due(session: Session, now: int, reason: str) -> int:
+    """Give up on a chunk of due emails (no way to send any of them); see
+    outbox.fail_due."""
+    return outbox.fail_due(session, EMAIL, now, reason)
 
 
 def claim_due(session: Session, now: int, limit: int) -> list[Claimed]:

@@ -246,12 +246,22 @@ def claim_due(session: Session, kind: str, now: int, limit: int) -> list[Lease]:
     return leased
 
 
-def fail_all_due(session: Session, kind: str, now: int, reason: str) -> int:
-    """Give up on every due message of ``kind`` at once (no way to send any of
-    them), so nothing piles up; the reason is recorded on each."""
+# Messages given up in one transaction: a few milliseconds of a busy
+# database's write lock (SQLite has one for the whole file), never a stall.
+FAIL_CHUNK = 1000
+
+
+def fail_due(session: Session, kind: str, now: int, reason: str, limit: int = FAIL_CHUNK) -> int:
+    """Give up on up to ``limit`` due messages of ``kind`` (no way to send any
+    of them), so nothing piles up; the reason is recorded on each. The caller
+    repeats, a transaction each time, while a full chunk was given up."""
+    o = _outbox
+    chunk = select(o.c.id).where(*_due(kind, now)).order_by(o.c.id).limit(limit)
     return rowcount(
         session.execute(
-            update(_outbox).where(*_due(kind, now)).values(failed_ms=now, last_error=reason)
+            update(o)
+            .where(o.c.id.in_(chunk.scalar_subquery()), *_due(kind, now))
+            .values(failed_ms=now, last_error=reason)
         )
     )
 
