@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -370,7 +370,10 @@ def _scenario(
 
     # A schedule on behalf of a sixth customer, run once: its impact carries its metadata.
     schedule_customer = ("x\"'><svg/onload=window.__xss=1>@sched.test", ALL)
+    # Due today, or (days 29 to 31, past the last day a schedule may name) on the
+    # 1st of next month, where the run is dated.
     today = datetime.now(UTC).date()
+    due = today if today.day <= 28 else (today.replace(day=28) + timedelta(days=4)).replace(day=1)
     _post(
         server,
         key,
@@ -378,14 +381,18 @@ def _scenario(
         {
             "impact_type": "tree_planted",
             "amount": 2,
-            "day_of_month": 1,
-            "starts_on": today.replace(day=1).isoformat(),
+            "day_of_month": due.day,
+            "starts_on": today.isoformat(),
             "customer_email": schedule_customer[0],
             "customer_name": schedule_customer[1],
             "metadata": METADATA,
         },
     )
-    ran = json.loads(openimpact(["schedules", "run", "--user-id", user_id, "--json"], env).stdout)
+    ran = json.loads(
+        openimpact(
+            ["schedules", "run", "--user-id", user_id, "--as-of", due.isoformat(), "--json"], env
+        ).stdout
+    )
     assert ran["created"] >= 1, ran
 
     # Every impact but the cancelled one completed: final certificates, completion emails.
