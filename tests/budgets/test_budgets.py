@@ -5,7 +5,7 @@ count, the owners' emails at 80 % and 100 % once each, GET /v1/budget."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from openimpact.accounts.models import Account
 from openimpact.budgets import emails, service
 from openimpact.budgets.models import BudgetMonth
 from openimpact.schedules.service import run_due
+from openimpact.timeutil import day_of, now_ms
 from tests.dashboard.helpers import add_user, outbox_payloads
 from tests.factories import AccountKeys, Api, Caller
 
@@ -158,22 +159,21 @@ def test_a_scheduled_impact_over_the_cap_is_refused_with_its_reason(api: Api) ->
     keys = api.account()
     me = api.as_(keys)
     _budget(api, keys, 1000)
+    # Due today, or (days 29 to 31, past the last day a schedule may name) on
+    # the 1st of next month, where the run is dated.
+    today = date.fromisoformat(day_of(now_ms()))
+    due = today if today.day <= 28 else (today.replace(day=28) + timedelta(days=4)).replace(day=1)
     response = me.post(
         "/v1/schedules",
         {
             "impact_type": "tree_planted",
             "amount": 100,
-            "day_of_month": 1,
-            "starts_on": "2026-01-01",
+            "day_of_month": due.day,
+            "starts_on": today.isoformat(),
         },
     )
     assert response.status_code == 200
-    today = date.fromisoformat(
-        __import__("openimpact.timeutil").timeutil.day_of(
-            __import__("openimpact.timeutil").timeutil.now_ms()
-        )
-    )
-    report = run_due(api.db, today, account_id=_account_id(api, keys))
+    report = run_due(api.db, due, account_id=_account_id(api, keys))
     assert report.created == 0 and report.refused >= 1
     assert me.get("/v1/impact").json()["tree_planted"] == 0
 
