@@ -17,6 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -226,14 +227,27 @@ class Client:
 
 
 @pytest.fixture
-def server(database: TestDatabase) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+def server(database: TestDatabase, tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     env = server_env(database.url)
     account = create_account(env, "busy@example.com")
-    live = LiveServer(env, workers=2).start()
+    # The server's log is kept: a transport error is explained by it (a worker
+    # that died or was restarted by uvicorn's supervisor).
+    live = LiveServer(env, workers=2, log=tmp_path / "server.log").start()
     try:
         yield live, account
     finally:
         live.stop()
+
+
+def _log_tail(live: LiveServer, lines: int = 40) -> str:
+    """The server log's last lines, without the access log's."""
+    assert live.log is not None
+    kept = [
+        line
+        for line in live.log.read_text(errors="replace").splitlines()
+        if ' HTTP/1.1" ' not in line
+    ]
+    return "\n".join(kept[-lines:])
 
 
 def _all_rows(http: httpx.Client, key: str) -> tuple[list[dict], list[dict]]:
@@ -267,7 +281,9 @@ def test_many_clients_at_once(server: tuple[LiveServer, dict[str, str]]) -> None
     for thread in threads:
         thread.join(timeout=SECONDS + 120)
         assert not thread.is_alive(), "a client hung"
-    assert not ledger.problems, f"seed {seed}: {ledger.problems[:5]}"
+    assert not ledger.problems, (
+        f"seed {seed}: {ledger.problems[:5]}\nserver log (access lines left out):\n{_log_tail(live)}"
+    )
     assert len(ledger.made) > 50 and ledger.cancelled and min(ledger.walks.values()) > 5
 
     with httpx.Client(base_url=live.url, timeout=30) as http:
