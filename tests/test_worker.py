@@ -23,6 +23,7 @@ from openimpact.impacts.models import IdempotencyRecord, Impact
 from openimpact.notifications.service import MAX_ATTEMPTS, NO_SMTP, parse_smtp_url
 from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import ms_to_iso, now_ms
+from openimpact.webhooks import delivery as webhooks
 from openimpact.worker import deliver_emails, purge_idempotency_keys, run_once
 from tests.conftest import TestDatabase
 from tests.factories import Api
@@ -242,6 +243,47 @@ def test_purges_old_idempotency_keys(api: Api, database: TestDatabase) -> None:
         )
     )
     assert "old-key" not in keys and "new-key" in keys
+
+
+def test_events_go_thirty_days_after_they_settled(api: Api, database: TestDatabase) -> None:
+    """The purge finds old events by delivered_ms (an index seek): an event
+    settled 31 days ago goes, one settled 29 days ago and one never settled
+    stay, and so do the emails."""
+    account = api.account()
+    caller = api.as_(account, "production")
+    for amount in (1, 2, 3):
+        caller.plant(amount, customer_email=f"buyer{amount}@example.com")
+    day = 86_400_000
+    now = now_ms()
+
+    def rows(s: Any) -> list[OutboxMessage]:
+        return list(
+            s.scalars(
+                select(OutboxMessage)
+                .join(Account, Account.id == OutboxMessage.account_id)
+                .where(Account.user_id == account.user_id)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+    events = [m.id for m in api.db.run_sync(rows) if m.kind == "event"]
+    assert len(events) == 3
+    ages = {events[0]: 31, events[1]: 29, events[2]: None}  # days since settled
+
+    def age(s: Any) -> None:
+        for pk, days in ages.items():
+            settled = None if days is None else now - days * day
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == pk)
+                .values(created_ms=now - 40 * day, delivered_ms=settled)
+            )
+
+    api.db.run_sync(age, write=True)
+    assert webhooks.purge(api.db, now=now) == 1
+    left = api.db.run_sync(rows)
+    assert [m.id for m in left if m.kind == "event"] == events[1:]
+    assert sum(m.kind == "email" for m in left) == 3
 
 
 def test_one_pass_reports_each_job(api: Api, database: TestDatabase) -> None:

@@ -696,7 +696,13 @@ def deliver_webhooks(db: Database, settings: Settings) -> dict[str, int]:
 
 def purge(db: Database, now: int | None = None) -> int:
     """Delete events, attempts and finished messages older than the 30 days
-    the feed and the log keep; returns how many events went."""
+    the feed and the log keep; returns how many events went.
+
+    An event goes 30 days after it was settled (fanned out to the endpoints,
+    or found to have none), which is moments after it was written: found by
+    ``delivered_ms``, the leading column of the outbox's queue index, so a
+    pass seeks instead of reading the whole outbox, as a filter on
+    ``created_ms`` (which no index leads with) did every few seconds."""
     now = now if now is not None else now_ms()
     cutoff = now - RETENTION_DAYS * 86_400_000
 
@@ -710,9 +716,8 @@ def purge(db: Database, now: int | None = None) -> int:
         old = (
             select(_outbox.c.id)
             .where(
+                _outbox.c.delivered_ms < cutoff,
                 _outbox.c.kind == outbox.EVENT,
-                _outbox.c.created_ms < cutoff,
-                _outbox.c.delivered_ms.is_not(None),
             )
             .limit(10_000)
         )
