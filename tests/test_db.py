@@ -3,12 +3,18 @@ reach the database file without a request paying for the copy."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from openimpact.app import create_app
+from openimpact.config import driver_url
 from openimpact.db import Database
+from tests.conftest import TestDatabase
 
 
 def test_wal_pages_reach_the_database_file_in_the_background(tmp_path: Path) -> None:
@@ -38,5 +44,29 @@ def test_no_checkpointer_for_an_in_memory_database() -> None:
     db = Database("sqlite:///:memory:")
     try:
         assert db._checkpointer is None
+    finally:
+        db.dispose()
+
+
+def test_a_postgresql_without_autovacuum_is_named_at_startup(
+    database: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server says so when PostgreSQL keeps no fresh planner statistics;
+    SQLite has no such setting."""
+    db = Database(driver_url(database.url))
+    try:
+        if db.is_sqlite:
+            expected = False
+        else:
+            with db.engine.connect() as conn:
+                expected = conn.execute(text("SHOW autovacuum")).scalar() == "off"
+        with (
+            caplog.at_level(logging.WARNING, logger="openimpact.app"),
+            TestClient(create_app(database.settings())),
+        ):
+            pass
+        named = [r for r in caplog.records if "autovacuum off" in r.getMessage()]
+        assert bool(named) == expected
+        assert db.settings_warnings() == [r.getMessage() for r in named]
     finally:
         db.dispose()

@@ -206,6 +206,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = settings.sqlalchemy_url
         prepare_database(url)
         db = Database(url)
+        for warning in db.settings_warnings():
+            log.warning("%s", warning)
         app.state.db = db
         app.state.cursor_codec = CursorCodec(db.run_sync(server_secret, "cursor", write=True))
         app.state.limiter = make_limiter(settings.rate_limit, settings.redis_url)

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -225,6 +226,25 @@ class Database:
         if self.is_sqlite:
             return self.run_sync(fn, *args, write=write)
         return await anyio.to_thread.run_sync(lambda: self.run_sync(fn, *args, write=write))
+
+    def settings_warnings(self) -> list[str]:
+        """What in the database server's own settings will slow this one down.
+
+        PostgreSQL's planner chooses indexes from the statistics that
+        autovacuum keeps; with it off, a growing table keeps the statistics of
+        its first ANALYZE (or none), and lookups by email or by queue state
+        can turn into scans of a whole account's rows on every write."""
+        if self.is_sqlite:
+            return []
+        with self.engine.connect() as conn:
+            autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
+        if autovacuum == "off":
+            return [
+                "PostgreSQL runs with autovacuum off: without fresh planner statistics, "
+                "lookups slow down as tables grow; turn it on, or run "
+                "`vacuumdb --analyze-only` regularly"
+            ]
+        return []
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
