@@ -29,3 +29,18 @@ def deliver_until(api: Api, done: Any, timeout: float = 20.0) -> None:
 
 def deliveries(me: Caller, endpoint_id: str) -> list[dict[str, Any]]:
     return me.walk(f"/v1/webhook_endpoints/{endpoint_id}/deliveries", "deliveries", limit=100)
+
+
+def feed(
+    me: Caller, count: int, *, limit: int = 100, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """The events feed once it holds ``count`` events. On PostgreSQL the feed
+    shows an event only once every transaction older than it has ended, in
+    any database of the server (webhooks/service.py, list_events), so a test
+    running beside others may have to wait for theirs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = me.walk("/v1/events", "events", limit=limit)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from openimpact.app import create_app
 from tests.conftest import TestDatabase
 from tests.factories import Api
-from tests.webhooks.helpers import deliver, deliveries, endpoint
+from tests.webhooks.helpers import deliver, deliveries, endpoint, feed
 from tests.webhooks.receiver import Receiver
 
 
@@ -191,7 +191,7 @@ class TestEventsFeed:
         )
         deliver(api)
         got = rx.wait_for(4)
-        events = me.walk("/v1/events", "events", limit=2)
+        events = feed(me, 4, limit=2)
         assert sorted(e["id"] for e in events) == sorted(r.headers["webhook-id"] for r in got)
         assert {e["id"]: e for e in events} == {
             r.headers["webhook-id"]: {"id": r.headers["webhook-id"], **r.json} for r in got

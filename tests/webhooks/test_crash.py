@@ -18,7 +18,7 @@ from openimpact.outbox.models import OutboxMessage
 from tests.conftest import TestDatabase
 from tests.factories import Api
 from tests.live import server_env
-from tests.webhooks.helpers import endpoint
+from tests.webhooks.helpers import endpoint, feed
 from tests.webhooks.receiver import Receiver
 
 EVENTS = 150
@@ -56,7 +56,7 @@ def test_a_killed_worker_loses_no_event(database: TestDatabase, rx: Receiver) ->
         endpoint(me, rx.url)
         for _ in range(EVENTS):
             me.plant(1)
-        expected = {e["id"] for e in me.walk("/v1/events", "events", limit=100)}
+        expected = {e["id"] for e in feed(me, EVENTS)}
         assert len(expected) == EVENTS
 
         worker = _worker(database)
