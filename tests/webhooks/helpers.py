@@ -31,16 +31,28 @@ def deliveries(me: Caller, endpoint_id: str) -> list[dict[str, Any]]:
     return me.walk(f"/v1/webhook_endpoints/{endpoint_id}/deliveries", "deliveries", limit=100)
 
 
-def feed(
-    me: Caller, count: int, *, limit: int = 100, timeout: float = 30.0
-) -> list[dict[str, Any]]:
-    """The events feed once it holds ``count`` events. On PostgreSQL the feed
-    shows an event only once every transaction older than it has ended, in
-    any database of the server (webhooks/service.py, list_events), so a test
-    running beside others may have to wait for theirs."""
-    deadline = time.monotonic() + timeout
+# On PostgreSQL the feed shows an event only once every transaction older than
+# it has ended, in any database of the server (webhooks/service.py,
+# list_events), so a test running beside others may have to wait for theirs.
+FEED_WAIT_SECONDS = 30.0
+
+
+def feed(me: Caller, count: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The whole events feed, once it holds ``count`` events."""
+    deadline = time.monotonic() + FEED_WAIT_SECONDS
     while True:
         events = me.walk("/v1/events", "events", limit=limit)
         if len(events) >= count or time.monotonic() > deadline:
             return events
+        time.sleep(0.05)
+
+
+def feed_page(me: Caller, count: int, **params: Any) -> dict[str, Any]:
+    """One page of the events feed (``params`` as the query), once it holds
+    ``count`` events."""
+    deadline = time.monotonic() + FEED_WAIT_SECONDS
+    while True:
+        page: dict[str, Any] = me.get("/v1/events", **params).json()
+        if len(page["events"]) >= count or time.monotonic() > deadline:
+            return page
         time.sleep(0.05)

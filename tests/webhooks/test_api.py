@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from openimpact.app import create_app
 from tests.conftest import TestDatabase
 from tests.factories import Api
-from tests.webhooks.helpers import deliver, deliveries, endpoint, feed
+from tests.webhooks.helpers import deliver, deliveries, endpoint, feed, feed_page
 from tests.webhooks.receiver import Receiver
 
 
@@ -209,14 +209,14 @@ class TestEventsFeed:
         me = api.as_(api.account())
         for _ in range(3):
             me.plant(1)
-        page = me.get("/v1/events", limit=1).json()
+        page = feed_page(me, 1, limit=1)
         response = me.get("/v1/events", limit=1, cursor=page["cursor"], type="impact.completed")
         assert response.status_code == 400 and "cursor" in response.json()["message"]
 
     def test_events_follow_the_track_view(self, api: Api) -> None:
         me = api.as_(api.account())
         made = me.plant(5, category="food", customer_email="ana@example.com")
-        (event,) = me.get("/v1/events").json()["events"]
+        (event,) = feed_page(me, 1)["events"]
         track = me.get("/v1/track", user_id=made["user_id"], time_utc=made["time_utc"]).json()
         assert event["type"] == "impact.initiated" and event["data"] == track
         assert event["timestamp"].endswith("Z")
@@ -236,7 +236,7 @@ def test_an_event_committed_late_is_not_skipped(postgresql_database: TestDatabas
         api = Api(client)
         me = api.as_(api.account())
         me.plant(1)
-        first = me.get("/v1/events").json()
+        first = feed_page(me, 1)
         assert len(first["events"]) == 1
         pk = api.db.run_sync(
             lambda s: s.scalar(select(Account.id).where(Account.user_id == me.account.user_id))
@@ -252,7 +252,7 @@ def test_an_event_committed_late_is_not_skipped(postgresql_database: TestDatabas
             transaction.commit()
         finally:
             slow.close()
-        after = me.get("/v1/events", cursor=first["cursor"]).json()["events"]
+        after = feed_page(me, 2, cursor=first["cursor"])["events"]
         assert after[0]["id"] == early["event_id"]
         assert len(after) == 2 and after[1]["data"]["tree_planted"] == 3
 

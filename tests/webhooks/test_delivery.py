@@ -21,7 +21,7 @@ from openimpact.outbox.service import Events
 from openimpact.schedules.service import run_due
 from openimpact.webhooks import delivery
 from tests.factories import Api, default_prices
-from tests.webhooks.helpers import deliver, deliver_until, deliveries, endpoint
+from tests.webhooks.helpers import deliver, deliver_until, deliveries, endpoint, feed_page
 from tests.webhooks.receiver import Receiver
 
 
@@ -128,7 +128,7 @@ class TestEvents:
                         select(OutboxMessage.delivered_ms).where(
                             OutboxMessage.kind == "event",
                             OutboxMessage.event_id.in_(
-                                [e["id"] for e in caller.get("/v1/events").json()["events"]]
+                                [e["id"] for e in feed_page(caller, 1)["events"]]
                             ),
                         )
                     )
@@ -139,7 +139,7 @@ class TestEvents:
         assert pending(heard) == [None]
         deliver(api)
         assert [r.headers["webhook-id"] for r in rx.requests] == [
-            e["id"] for e in heard.get("/v1/events").json()["events"]
+            e["id"] for e in feed_page(heard, 1)["events"]
         ]
         assert made["enabled"] is True
 
