@@ -28,6 +28,7 @@ from openimpact.dashboard.router import router as dashboard_router
 from openimpact.dashboard.security import make_throttle
 from openimpact.db import Database
 from openimpact.errors import error_response, install_error_handlers
+from openimpact.impacts.fastpath import ImpactFastPath
 from openimpact.impacts.router import router as impacts_router
 from openimpact.impacts.writer import Writer
 from openimpact.lifecycle.router import router as lifecycle_router
@@ -283,6 +284,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    # Innermost of the application's middlewares: the body limit and the URL
+    # guard apply to the fast path's requests too.
+    app.add_middleware(ImpactFastPath)
     batches = max(settings.max_body_bytes, BATCH_BODY_BYTES)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, larger={"/admin/v1/lifecycle/": batches}

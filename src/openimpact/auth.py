@@ -123,6 +123,12 @@ _API_KEY_HEADER = APIKeyHeader(
 async def current_caller(
     request: Request, key: Annotated[str | None, Security(_API_KEY_HEADER)] = None
 ) -> Caller:
+    return await authenticate(request, key)
+
+
+async def authenticate(request: Request, key: str | None) -> Caller:
+    """The caller of ``key`` (the ``x-api-key`` header), rate limited; the
+    dependency above, and the impact writes' fast path (impacts/fastpath.py)."""
     if not key:
         raise KeyError_("missing x-api-key header")
     key = key.strip()

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         ge=0,
         le=10,
         description="How long the first write of a batch waits for others to join it while "
-        "writes keep coming (unset: 0.5 on SQLite, 1 on PostgreSQL)",
+        "writes keep coming (unset: 1)",
     )
     writer_in_flight: int = Field(
         default=1, ge=1, le=32, description="Batches a worker process writes at once"

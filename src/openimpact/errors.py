@@ -45,6 +45,10 @@ class OpenImpactError(Exception):
         self.message = message
         self.headers = headers or {}
 
+    def response(self) -> JSONResponse:
+        """The error's JSON answer."""
+        return error_response(self.status, self.type, self.message, self.headers)
+
 
 class KeyError_(OpenImpactError):
     type = "key_error"
@@ -165,7 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
         page = await _as_page(request, exc.status, exc.type, exc.message, exc)
         if page is not None:
             return page
-        return error_response(exc.status, exc.type, exc.message, exc.headers)
+        return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -476,6 +476,58 @@ def test_sqlite_writers_of_two_processes_take_turns_without_stalling_the_loop(
     assert ticks >= 15
 
 
+def test_an_inline_sqlite_write_during_a_batchs_commit_waits_only_for_that_commit(
+    sqlite_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's COMMIT runs on the writer's thread while the batch holds
+    SQLite's write lock. A write the event loop runs inline meanwhile (a cancel,
+    a dashboard change) waits for that lock inside SQLite, blocking the loop:
+    the commit must already be under way then, never waiting for the loop."""
+    import time
+
+    from openimpact.db import Database
+    from openimpact.impacts import writer as writer_module
+
+    db = Database(sqlite_database.url)
+    me = _caller(db, make_account(db))
+    writer = Writer(db)
+    handed: list[float] = []
+    original = writer_module.Writer._commit
+
+    async def commit_then_write_inline(self: Writer, transaction: Any) -> None:
+        pending = asyncio.ensure_future(original(self, transaction))
+        await asyncio.sleep(0)  # the commit is handed over; the loop goes on
+        # The loop now runs a write inline: it waits for the batch's lock.
+        started = time.monotonic()
+        db.run_sync(
+            lambda s: s.execute(
+                ApiKey.__table__.update().where(ApiKey.id == -1).values(revoked_ms=None)
+            ),
+            write=True,
+        )
+        handed.append(time.monotonic() - started)
+        await pending
+
+    monkeypatch.setattr(writer_module.Writer, "_commit", commit_then_write_inline)
+
+    async def go() -> list[Any]:
+        writer.start()
+        try:
+            return await asyncio.gather(*(writer.submit(Pending(me, _tree(i))) for i in (1, 2, 3)))
+        finally:
+            await writer.close()
+
+    try:
+        outcomes = asyncio.run(asyncio.wait_for(go(), timeout=20))
+    finally:
+        db.dispose()
+    assert [o.body["tree_planted"] for o in outcomes] == [1, 2, 3]
+    assert handed, "no batch was committed"
+    # It waited for a commit (milliseconds), not for SQLite's busy timeout (30 s).
+    assert max(handed) < 10
+    assert _count(db, Impact, me.account_id) == 3
+
+
 @pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "one-at-a-time"])
 def test_a_postgresql_batch_commits_with_its_last_round_trip(
     postgresql_database: TestDatabase, monkeypatch: pytest.MonkeyPatch, pipeline: bool

@@ -5,7 +5,8 @@ what is pending (a batch holds at most ``max_batch``; while requests keep
 coming, that is while a batch is being written or one was a moment ago, the
 first item waits at most ``max_wait_ms`` for others), writes
 it with :func:`~openimpact.impacts.batch.write_batch` in one transaction
-(inline on SQLite, on a worker thread on PostgreSQL), and answers each request
+(on SQLite inline but for its COMMIT, on PostgreSQL on a worker thread), and
+answers each request
 only after that transaction committed. On
 SQLite that is one fsync (``synchronous=FULL``) for the whole batch; on
 PostgreSQL a fixed handful of round trips, so each ledger row lock is held for
@@ -16,8 +17,8 @@ large batches and a quiet one small ones. One batch is written at a time by
 default (``in_flight``): a batch's cost is mostly fixed (on PostgreSQL, its
 round trips and statements; on SQLite, its sync), so one large batch is
 cheaper than two small ones, and the event loop meanwhile reads the next
-requests. The wait is longer on PostgreSQL (1 ms against 0.5 ms), where a
-batch costs more.
+requests (on SQLite too, while the previous batch's COMMIT syncs on a worker
+thread).
 
 Failures stay as small as they can:
 
@@ -41,10 +42,11 @@ import asyncio
 import logging
 import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import anyio.to_thread
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RootTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -64,9 +66,9 @@ log = logging.getLogger(__name__)
 
 _RACE_RETRIES = 5
 # How long the first request of a batch waits for others while requests keep
-# coming, by default (``OPENIMPACT_WRITER_MAX_WAIT_MS``).
-SQLITE_WAIT_MS = 0.5
-POSTGRES_WAIT_MS = 1.0
+# coming, by default (``OPENIMPACT_WRITER_MAX_WAIT_MS``): on the bench
+# machine, 1 ms wrote more than 0.2 or 0.5 on SQLite, and as much as 2 or 4.
+DEFAULT_WAIT_MS = 1.0
 _UNAVAILABLE = "the database could not write this request; nothing was recorded, retry it"
 
 
@@ -154,9 +156,7 @@ class Writer:
         self.db = db
         self.events = events
         self.max_batch = max_batch
-        if max_wait_ms is None:
-            max_wait_ms = SQLITE_WAIT_MS if db.is_sqlite else POSTGRES_WAIT_MS
-        self.max_wait = max_wait_ms / 1000
+        self.max_wait = (DEFAULT_WAIT_MS if max_wait_ms is None else max_wait_ms) / 1000
         self.in_flight = in_flight
         # When the last batch was written (the event loop's clock): requests
         # that follow it closely are a stream, worth gathering.
@@ -171,12 +171,15 @@ class Writer:
         self._idle: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn: _WriteTurn | None = None
+        self._committer: ThreadPoolExecutor | None = None
         # Figures for tests and the bench: batches written and items in them.
         self.batches = 0
         self.items = 0
 
     def start(self) -> None:
         self._turn = _write_turn(self.db)
+        if self.db.is_sqlite:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="impact-commit")
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="impact-writer")
 
@@ -193,6 +196,9 @@ class Writer:
         if self._turn is not None:
             self._turn.close()
             self._turn = None
+        if self._committer is not None:
+            self._committer.shutdown()
+            self._committer = None
 
     async def submit(self, item: Pending) -> Outcome:
         """Write one impact with whatever else is pending; its answer, or its
@@ -285,13 +291,8 @@ class Writer:
         for _ in range(_RACE_RETRIES):
             try:
                 if self.db.is_sqlite:
-                    # Inline: each statement takes microseconds, and a thread
-                    # would contend with the event loop for the GIL; the
-                    # requests of the next batch wait in the socket buffers.
-                    if self._turn is None:
-                        return self._attempt(items)
-                    async with self._turn:
-                        return self._attempt(items)
+                    async with self._turn or nullcontext():
+                        return await self._attempt_sqlite(items)
                 return await anyio.to_thread.run_sync(self._attempt, items)
             except IdempotencyRace:
                 continue
@@ -307,21 +308,81 @@ class Writer:
                 return await self._one_by_one(items, exc)
         return [Unavailable(_UNAVAILABLE, headers={"Retry-After": "1"})] * len(items)
 
+    async def _attempt_sqlite(self, items: list[Pending]) -> list[Result | _Failed]:
+        """The transaction on SQLite: its statements inline, since each takes
+        microseconds and a thread would contend with the event loop for the
+        GIL at every one of them; its COMMIT, the batch's fsync
+        (``synchronous=FULL``), on a worker thread, since sqlite3 lets go of
+        the GIL while it syncs and the event loop meanwhile reads the next
+        requests. The write turn is held until the commit returned, and the
+        commit is not abandoned when the batch's task is cancelled: it either
+        happened or it did not."""
+        conn = self._connection()
+        keep = False
+        try:
+            transaction = conn.begin()
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    results: list[Result | _Failed] = list(
+                        write_batch(session, items, now=now_ms(), events=self.events, commit=True)
+                    )
+            except BaseException:
+                transaction.rollback()
+                raise
+            await self._commit(transaction)
+            keep = True
+            return results
+        except DBAPIError as exc:
+            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
+            raise
+        except Exception:
+            keep = True  # rolled back; the connection is fine
+            raise
+        finally:
+            self._release(conn, keep)
+
+    async def _commit(self, transaction: RootTransaction) -> None:
+        """COMMIT on the writer's own thread, started before this coroutine
+        yields: while the batch holds SQLite's write lock, a write that the
+        event loop runs inline waits for that lock inside SQLite (blocking the
+        loop), and so must never wait for the loop to start the commit. The
+        thread is the writer's alone, so no other work (such as writes that
+        wait for this very lock on a shared pool's threads) queues before it.
+        Cancelled, it waits for the commit to end before it lets go of the
+        connection."""
+        assert self._committer is not None
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._committer, transaction.commit)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait({done})
+            raise
+
+    def _connection(self) -> Connection:
+        try:
+            return self._idle.pop()  # another thread may take the last one first
+        except IndexError:
+            return self.db.connect(write=True)
+
+    def _release(self, conn: Connection, keep: bool) -> None:
+        if keep and not conn.invalidated:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
     def _attempt(self, items: list[Pending]) -> list[Result | _Failed]:
-        """The whole transaction (on PostgreSQL, on a worker thread), on one of
+        """The whole transaction on PostgreSQL, on a worker thread, on one of
         the writer's own connections: kept from batch to batch, they skip the
         pool's liveness ping, a round trip per batch. A connection the
         database dropped raises here (the batch answers 503) and is replaced
         by a fresh one for the next batch."""
-        try:
-            conn = self._idle.pop()  # another thread may take the last one first
-        except IndexError:
-            conn = self.db.connect(write=True)
+        conn = self._connection()
         keep = False
         try:
             with (
                 conn.begin(),
-                nullcontext() if self.db.is_sqlite else sql.pg_own_transaction(conn),
+                sql.pg_own_transaction(conn),
                 Session(bind=conn, expire_on_commit=False) as session,
             ):
                 results: list[Result | _Failed] = list(
@@ -336,10 +397,7 @@ class Writer:
             keep = True  # rolled back; the connection is fine
             raise
         finally:
-            if keep and not conn.invalidated:
-                self._idle.append(conn)
-            else:
-                conn.close()
+            self._release(conn, keep)
 
     async def _one_by_one(self, items: list[Pending], exc: BaseException) -> list[Result | _Failed]:
         if len(items) == 1:
