@@ -29,3 +29,20 @@ def test_database_urls_get_the_psycopg_driver() -> None:
     for url in ("postgres://u@h/db", "postgresql://u@h/db"):
         assert Settings(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h/db"
     assert Settings(database_url=None, data_dir="x").sqlalchemy_url.startswith("sqlite:///")
+
+
+def test_fastapis_opentelemetry_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from fastapi import FastAPI
+
+    from openimpact.app import create_app
+
+    monkeypatch.setenv("OPENIMPACT_OPENTELEMETRY", "true")
+    assert Settings().opentelemetry is True
+    off, on = create_app(Settings(opentelemetry=False)), create_app(Settings(opentelemetry=True))
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        assert not any(off._telemetry[part] for part in ("tracing", "metrics", "logs"))  # type: ignore[attr-defined]
+        assert all(on._telemetry[part] for part in ("tracing", "metrics", "logs"))  # type: ignore[attr-defined]
+    else:  # a FastAPI without it: nothing to turn off, and the app starts all the same
+        assert not hasattr(off, "_telemetry") and not hasattr(on, "_telemetry")

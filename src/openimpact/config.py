@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         default=True,
         description="Record events (the events feed and webhooks); false records none",
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry traces, metrics and logs, for a server run with an "
+        "OpenTelemetry SDK configured",
+    )
     webhooks_allow_private: bool = Field(
         default=False,
         description="Let webhook URLs reach loopback and private addresses (local "

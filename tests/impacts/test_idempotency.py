@@ -90,3 +90,19 @@ class TestConcurrentRetries:
         assert len({r.json()["time_utc"] for r in responses}) == 1
         assert me.get("/v1/impact").json()["tree_planted"] == 9
         assert len(me.walk("/v1/records", "user_records")) == 1
+
+
+def test_the_request_hash_is_that_of_the_canonical_json_it_always_was() -> None:
+    """Stored answers are found by this hash for days: its text must not move."""
+    import hashlib
+    import json
+
+    from openimpact.impacts.batch import request_hash
+
+    body = {"z": 1, "amount": 2, "metadata": {"b": "é\n\u2028😀", "a": '"q"'}, "notify": False}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical == (
+        '{"amount":2,"metadata":{"a":"\\"q\\"","b":"é\\n\u2028😀"},"notify":false,"z":1}'
+    )
+    expected = hashlib.sha256(f"/v1/plant_tree\n{canonical}".encode()).hexdigest()
+    assert request_hash("/v1/plant_tree", body) == expected

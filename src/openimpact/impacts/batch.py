@@ -119,8 +119,13 @@ class Pending:
 Result = Outcome | OpenImpactError
 
 
+# json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+# with its encoder made once rather than on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def request_hash(path: str, body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(body)
     return hashlib.sha256(f"{path}\n{canonical}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
