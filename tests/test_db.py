@@ -70,3 +70,52 @@ def test_a_postgresql_without_autovacuum_is_named_at_startup(
         assert db.settings_warnings() == [r.getMessage() for r in named]
     finally:
         db.dispose()
+
+
+def test_sqlite_writes_off_the_event_loop_take_turns_with_every_writer(tmp_path: Path) -> None:
+    """A write transaction in a thread (the background worker's) holds the
+    turn of the file for its whole length, across processes (here, two
+    Database objects on one file); a nested one in the same thread keeps it;
+    a write on the event loop does not wait for it."""
+    import asyncio
+    import threading
+
+    from openimpact.migrate import prepare_database
+
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    prepare_database(url)
+    first, second = Database(url), Database(url)
+    order: list[str] = []
+    inside = threading.Event()
+
+    def hold(session: object) -> None:
+        # Nested: the same thread keeps its turn.
+        first.run_sync(lambda s: order.append("nested"), write=True)
+        inside.set()
+        time.sleep(0.3)
+        order.append("first done")
+
+    def other() -> None:
+        inside.wait(5)
+        second.run_sync(lambda s: order.append("second"), write=True)
+
+    async def on_the_loop() -> float:
+        inside.wait(5)
+        started = time.monotonic()
+        # No turn on the loop: it waits for SQLite's lock only, within SQLite.
+        await first.run(lambda s: s.execute(text("SELECT 1")).scalar())
+        return time.monotonic() - started
+
+    try:
+        holder = threading.Thread(target=first.run_sync, args=(hold,), kwargs={"write": True})
+        waiter = threading.Thread(target=other)
+        holder.start()
+        waiter.start()
+        read_wait = asyncio.run(on_the_loop())
+        holder.join(10)
+        waiter.join(10)
+    finally:
+        first.dispose()
+        second.dispose()
+    assert order == ["nested", "first done", "second"]
+    assert read_wait < 0.25  # a read on the loop never queued for the turn

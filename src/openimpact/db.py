@@ -14,11 +14,14 @@ work runs in the thread pool and the event loop stays free.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -38,6 +41,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's own wait for its lock applies
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,10 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     )
 
 
+# How long a SQLite transaction waits for another one's write lock.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL for concurrent readers, and BEGIN IMMEDIATE for writers.
 
@@ -123,7 +135,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # process crash). Group commit (impacts/writer.py) pays one fsync per
         # batch instead of one per impact. docs/reliability.md has the promise.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Issue 4 (bench/): checkpoints run in the background (_Checkpointer);
         # the automatic one, which makes the committing request copy and sync
@@ -194,6 +206,58 @@ class _Checkpointer:
         self._thread.join(timeout=10)
 
 
+def write_turn_path(database: str) -> str:
+    """The file whose ``flock`` gives SQLite writers their turns (see
+    impacts/writer.py's _WriteTurn and :class:`_ThreadTurns`)."""
+    return f"{database}-writer.lock"
+
+
+class _ThreadTurns:
+    """Turns at writing one SQLite file for write transactions run off the
+    event loop (the background worker's jobs, webhook deliveries, the
+    ``openimpact worker`` process): an exclusive ``flock`` on the same file as
+    the impact writer's, through a descriptor of its own, so that the two
+    exclude each other within a process as across processes. The impact
+    writer then waits for a worker's transaction off the event loop, woken as
+    soon as it ends, instead of polling for SQLite's lock with sleeps of up to
+    100 ms. Threads of one process take turns on a lock first (a flock is
+    shared by every thread using the descriptor); a thread already holding
+    the turn (a nested transaction) keeps it."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock = threading.RLock()
+        self._depth = threading.local()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth.n = depth + 1
+
+    def __exit__(self, *_: object) -> None:
+        self._depth.n -= 1
+        if self._depth.n == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Database:
     """One engine and the request boundary around it."""
 
@@ -202,7 +266,11 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         path = self.engine.url.database if self.is_sqlite else None
-        self._checkpointer = _Checkpointer(path) if path and path != ":memory:" else None
+        on_disk = bool(path) and path != ":memory:"
+        self._checkpointer = _Checkpointer(path) if on_disk and path else None
+        self._turns = (
+            _ThreadTurns(write_turn_path(path)) if on_disk and path and fcntl is not None else None
+        )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(openimpact_write=True)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -216,6 +284,14 @@ class Database:
         return (self._write if write else self._read)()
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        # Off the event loop, a SQLite write waits for its turn (_ThreadTurns).
+        # On the loop it must not: the impact writer, which holds the turn
+        # across its commit, needs the loop to let go of it.
+        turn = self._turns if write and self._turns is not None and not _on_event_loop() else None
+        with turn or nullcontext():
+            return self._run_sync(fn, *args, write=write)
+
+    def _run_sync(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
         guard = _guard.get()
         with self.session(write=write) as session, session.begin():
             if guard is not None:
@@ -247,6 +323,9 @@ class Database:
         return []
 
     def dispose(self) -> None:
+        if self._turns is not None:
+            self._turns.close()
+            self._turns = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

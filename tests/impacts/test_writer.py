@@ -492,10 +492,12 @@ def test_an_inline_sqlite_write_during_a_batchs_commit_waits_only_for_that_commi
     me = _caller(db, make_account(db))
     writer = Writer(db)
     handed: list[float] = []
-    original = writer_module.Writer._commit
+    original = writer_module.Writer._on_own_thread
 
-    async def commit_then_write_inline(self: Writer, transaction: Any) -> None:
-        pending = asyncio.ensure_future(original(self, transaction))
+    async def commit_then_write_inline(self: Writer, fn: Any) -> Any:
+        pending = asyncio.ensure_future(original(self, fn))
+        if fn.__name__ != "commit":
+            return await pending
         await asyncio.sleep(0)  # the commit is handed over; the loop goes on
         # The loop now runs a write inline: it waits for the batch's lock.
         started = time.monotonic()
@@ -506,9 +508,9 @@ def test_an_inline_sqlite_write_during_a_batchs_commit_waits_only_for_that_commi
             write=True,
         )
         handed.append(time.monotonic() - started)
-        await pending
+        return await pending
 
-    monkeypatch.setattr(writer_module.Writer, "_commit", commit_then_write_inline)
+    monkeypatch.setattr(writer_module.Writer, "_on_own_thread", commit_then_write_inline)
 
     async def go() -> list[Any]:
         writer.start()
@@ -526,6 +528,57 @@ def test_an_inline_sqlite_write_during_a_batchs_commit_waits_only_for_that_commi
     # It waited for a commit (milliseconds), not for SQLite's busy timeout (30 s).
     assert max(handed) < 10
     assert _count(db, Impact, me.account_id) == 3
+
+
+def test_a_batch_waits_for_a_sqlite_write_lock_held_elsewhere_off_the_event_loop(
+    sqlite_database: TestDatabase,
+) -> None:
+    """A transaction outside the writer (the background worker's, in a thread
+    of the same process) holds SQLite's write lock: the batch waits for it on
+    the writer's thread, not in SQLite's busy handler on the event loop, and is
+    written as soon as the lock is free."""
+    import threading
+
+    from openimpact.db import Database
+
+    db = Database(sqlite_database.url)
+    me = _caller(db, make_account(db))
+    other = db.connect(write=True)
+    held = other.begin()  # BEGIN IMMEDIATE: the write lock
+    released = threading.Timer(0.3, held.commit)
+    writer = Writer(db)
+
+    async def go() -> tuple[Any, int]:
+        writer.start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        released.start()
+        try:
+            outcome = await writer.submit(Pending(me, _tree(6)))
+        finally:
+            ticker.cancel()
+            await writer.close()
+        return outcome, ticks
+
+    try:
+        outcome, ticks = asyncio.run(go())
+        # The writer's connections wait as every other one does again.
+        (conn,) = writer._idle or [db.connect(write=True)]
+        timeout = conn.connection.driver_connection.execute("PRAGMA busy_timeout").fetchone()
+    finally:
+        released.cancel()
+        other.close()
+        db.dispose()
+    assert isinstance(outcome, Outcome) and outcome.body["tree_planted"] == 6
+    assert ticks >= 15  # the loop ran all along the 0.3 s wait
+    assert timeout == (30_000,)
 
 
 @pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "one-at-a-time"])

@@ -42,8 +42,10 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, RootTransaction
@@ -51,7 +53,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from openimpact import sql
-from openimpact.db import Database
+from openimpact.db import SQLITE_BUSY_TIMEOUT_MS, Database, write_turn_path
 from openimpact.errors import OpenImpactError, Unavailable
 from openimpact.impacts.batch import IdempotencyRace, Outcome, Pending, Result, write_batch
 from openimpact.outbox.service import Events
@@ -63,6 +65,7 @@ except ImportError:  # not on Windows: SQLite's own wait for its lock applies
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _RACE_RETRIES = 5
 # How long the first request of a batch waits for others while requests keep
@@ -140,7 +143,7 @@ def _write_turn(db: Database) -> _WriteTurn | None:
     path = db.engine.url.database
     if not db.is_sqlite or fcntl is None or not path or path == ":memory:":
         return None
-    return _WriteTurn(f"{path}-writer.lock")
+    return _WriteTurn(write_turn_path(path))
 
 
 class Writer:
@@ -179,7 +182,7 @@ class Writer:
     def start(self) -> None:
         self._turn = _write_turn(self.db)
         if self.db.is_sqlite:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="impact-commit")
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="impact-writer")
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="impact-writer")
 
@@ -320,7 +323,7 @@ class Writer:
         conn = self._connection()
         keep = False
         try:
-            transaction = conn.begin()
+            transaction = await self._begin_sqlite(conn)
             try:
                 with Session(bind=conn, expire_on_commit=False) as session:
                     results: list[Result | _Failed] = list(
@@ -329,7 +332,7 @@ class Writer:
             except BaseException:
                 transaction.rollback()
                 raise
-            await self._commit(transaction)
+            await self._on_own_thread(transaction.commit)
             keep = True
             return results
         except DBAPIError as exc:
@@ -341,20 +344,38 @@ class Writer:
         finally:
             self._release(conn, keep)
 
-    async def _commit(self, transaction: RootTransaction) -> None:
-        """COMMIT on the writer's own thread, started before this coroutine
-        yields: while the batch holds SQLite's write lock, a write that the
-        event loop runs inline waits for that lock inside SQLite (blocking the
-        loop), and so must never wait for the loop to start the commit. The
-        thread is the writer's alone, so no other work (such as writes that
-        wait for this very lock on a shared pool's threads) queues before it.
-        Cancelled, it waits for the commit to end before it lets go of the
-        connection."""
-        assert self._committer is not None
-        loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(self._committer, transaction.commit)
+    async def _begin_sqlite(self, conn: Connection) -> RootTransaction:
+        """BEGIN IMMEDIATE, never waiting on the event loop: the write lock is
+        usually free (the write turn keeps this process's and the other
+        processes' writers apart), so it is taken inline; when a transaction
+        outside the writer holds it (the background worker's, a request's),
+        the wait is on the writer's thread, and the loop answers other
+        requests meanwhile instead of sleeping in SQLite's busy handler."""
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA busy_timeout=0")
         try:
-            await asyncio.shield(done)
+            return conn.begin()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorname", None) != "SQLITE_BUSY":
+                raise
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        return await self._on_own_thread(conn.begin)
+
+    async def _on_own_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the writer's own thread, started before this coroutine
+        yields. A COMMIT must be: while the batch holds SQLite's write lock, a
+        write that the event loop runs inline waits for that lock inside
+        SQLite (blocking the loop), and so must never wait for the loop to
+        start the commit. The thread is the writer's alone, so no other work
+        (such as writes that wait for this very lock on a shared pool's
+        threads) queues before it. Cancelled, it waits for ``fn`` to end
+        before the caller lets go of the connection."""
+        assert self._committer is not None
+        done = asyncio.get_running_loop().run_in_executor(self._committer, fn)
+        try:
+            return await asyncio.shield(done)
         except asyncio.CancelledError:
             await asyncio.wait({done})
             raise
