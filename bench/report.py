@@ -177,6 +177,11 @@ def markdown(out: dict[str, Any]) -> str:
         f"{'FAILED: ' + str(out['errors']) + ' error(s)' if out['errors'] else 'no errors'}"
         f" · {m.get('seconds', '?')} s",
         "",
+        *(
+            ["Stack: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".", ""]
+            if m.get("packages")
+            else []
+        ),
         f"Server: {m['server']}. Load: {m['generator']}, {m['connections']} connections, "
         f"{m['write_seconds']:g} s per write measurement after {m['warmup_seconds']:g} s "
         f"of warm-up; reads one request at a time, {m['read_rounds']} one-second slices each, "

@@ -22,6 +22,7 @@ to a POST.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import secrets
@@ -222,6 +223,9 @@ def _meta(
         "commit": commit,
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version()},
+        # The stack both the ceiling and the server run on: a new release of
+        # one of these moves the ceiling itself.
+        "packages": {name: _version(name) for name in STACK},
         "generator": gen.name,
         "connections": args.connections,
         "write_seconds": args.duration,
@@ -317,6 +321,16 @@ def _writes(
 
 def _median_result(results: list[LoadResult]) -> LoadResult:
     return sorted(results, key=lambda r: r.rps)[(len(results) - 1) // 2]
+
+
+STACK = ("fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "sqlalchemy")
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _analyze(fdb: FreshDatabase) -> None:

@@ -29,8 +29,9 @@ from openimpact.accounts.models import ApiKey
 from openimpact.accounts.service import KEY_PREFIXES, get_account, hash_key
 from openimpact.app import create_app
 from openimpact.config import Settings
+from openimpact.migrate import prepare_database
 from openimpact.timeutil import ms_to_iso, now_ms
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, TestDatabase
 from tests.factories import make_account
 from tests.reliability import THOROUGH
 
@@ -149,8 +150,16 @@ for _schema_ in (sandbox, production, public, admin):
 @pytest.fixture(scope="module", params=BACKENDS)
 def app(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     """One running app per database for the whole module (Hypothesis wants
-    fixtures that outlive its inputs), with an account that owns KEYS."""
-    database = request.getfixturevalue(f"{request.param}_database")
+    fixtures that outlive its inputs), with an account that owns KEYS. On
+    SQLite, a file of its own: the session's file holds what earlier tests
+    wrote (a hundred thousand impacts of the bulk test, say), through which
+    every operator batch the fuzzer makes up would otherwise search."""
+    if request.param == "sqlite":
+        path = request.getfixturevalue("tmp_path_factory").mktemp("fuzz") / "openimpact.db"
+        prepare_database(f"sqlite:///{path}")
+        database = TestDatabase("sqlite", f"sqlite:///{path}")
+    else:
+        database = request.getfixturevalue(f"{request.param}_database")
     settings = database.settings(
         webhooks_allow_private=True, admin_token=ADMIN_TOKEN, public_rate_limit="off"
     )
