@@ -15,7 +15,7 @@ worker to deliver what is left and reports:
   every event of the feed reached the receiver (and nothing else did).
 
 It exits 1 when a check fails; ``tests/reliability/test_soak.py`` runs a
-60-second version in CI.
+30-second version in CI (60 seconds with ``--thorough``).
 """
 
 from __future__ import annotations

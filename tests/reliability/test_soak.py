@@ -1,5 +1,5 @@
-"""The soak in its 60-second version (``python -m bench soak`` runs ten
-minutes): mixed traffic on PostgreSQL with two server workers and a worker
+"""The soak in its 30-second version (60 seconds with ``--thorough``;
+``python -m bench soak`` runs ten minutes): mixed traffic on PostgreSQL with two server workers and a worker
 process, then no 5xx, totals equal to the records, every acknowledged impact
 once, every event delivered."""
 
@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability import THOROUGH
+
 ROOT = Path(__file__).resolve().parents[2]
+SECONDS = "60" if THOROUGH else "30"
 
 
 @pytest.mark.slow
-def test_a_minute_of_mixed_traffic(postgres_server: str, tmp_path: Path) -> None:
+def test_half_a_minute_of_mixed_traffic(postgres_server: str, tmp_path: Path) -> None:
     env = {**os.environ, "OPENIMPACT_BENCH_POSTGRES": postgres_server, "PYTHONPATH": str(ROOT)}
     env.pop("REDIS_URL", None)
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "soak", "--seconds", "60", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "soak", "--seconds", SECONDS, "--out", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,

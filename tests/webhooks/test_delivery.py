@@ -91,9 +91,16 @@ class TestEvents:
         settings = api.client.app.state.settings  # type: ignore[attr-defined]
         later = int(time.time() * 1000) + 4 * settings.sandbox_stage_seconds * 1000
         assert advance_sandbox(api.db, settings, now=later) >= 3  # others' too: one database
-        deliver_until(api, lambda: len(rx.requests) >= 4)
+
+        # The simulation advanced every sandbox impact of the shared database;
+        # an endpoint of an earlier test whose receiver had this port may
+        # hear of its own: only this endpoint's messages (its signature) count.
+        def ours() -> list[Any]:
+            return [r for r in list(rx.requests) if _signed_by(made["secret"], r)]
+
+        deliver_until(api, lambda: len(ours()) >= 4)
         # Unordered: each of the four, once.
-        assert sorted(r.json["type"] for r in rx.requests) == sorted(
+        assert sorted(r.json["type"] for r in ours()) == sorted(
             [
                 "impact.initiated",
                 "impact.donation_received",
@@ -101,8 +108,7 @@ class TestEvents:
                 "impact.completed",
             ]
         )
-        for request in rx.requests:
-            Webhook(made["secret"]).verify(request.body, request.headers)
+        for request in ours():
             assert request.json["data"]["is_test_transaction"] is True
         # The production endpoints of the same account hear nothing of it.
         assert api.as_(account).get("/v1/events").json()["events"] == []
@@ -574,3 +580,11 @@ class TestReviewedFaults:
         assert response.json()["queued"] == 0
         deliver(api)
         assert len(rx.requests) == 1 and rx.requests[0].json["data"]["tree_planted"] == 2
+
+
+def _signed_by(secret: str, request: Any) -> bool:
+    try:
+        Webhook(secret).verify(request.body, request.headers)
+    except Exception:  # another endpoint's signature
+        return False
+    return True
