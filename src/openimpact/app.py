@@ -14,11 +14,12 @@ from urllib.parse import unquote_to_bytes
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openimpact import __version__
 from openimpact.accounts.router import router as accounts_router
 from openimpact.accounts.service import server_secret
+from openimpact.asgi import replay_body
 from openimpact.budgets.router import router as budget_router
 from openimpact.certificates.router import router as certificates_router
 from openimpact.config import Settings, get_settings
@@ -92,17 +93,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = error_response(

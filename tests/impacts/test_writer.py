@@ -423,6 +423,28 @@ def test_a_dropped_connection_answers_503_once_then_recovers(
         assert total == 3
 
 
+async def _write_while_ticking(writer: Writer, item: Pending, started: Any) -> tuple[Any, int]:
+    """Write ``item`` (``started()`` once the writer runs) while counting the
+    event loop's 10 ms ticks: a loop stalled by the write would not tick."""
+    writer.start()
+    started()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        outcome = await writer.submit(item)
+    finally:
+        ticker.cancel()
+        await writer.close()
+    return outcome, ticks
+
+
 def test_sqlite_writers_of_two_processes_take_turns_without_stalling_the_loop(
     sqlite_database: TestDatabase,
 ) -> None:
@@ -445,28 +467,12 @@ def test_sqlite_writers_of_two_processes_take_turns_without_stalling_the_loop(
     released = threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN))
     writer = Writer(db)
 
-    async def go() -> tuple[Any, int]:
-        writer.start()
+    def started() -> None:
         assert isinstance(writer._turn, _WriteTurn)
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
         released.start()
-        try:
-            outcome = await writer.submit(Pending(me, _tree(4)))
-        finally:
-            ticker.cancel()
-            await writer.close()
-        return outcome, ticks
 
     try:
-        outcome, ticks = asyncio.run(go())
+        outcome, ticks = asyncio.run(_write_while_ticking(writer, Pending(me, _tree(4)), started))
     finally:
         released.cancel()
         os.close(other)
@@ -548,27 +554,10 @@ def test_a_batch_waits_for_a_sqlite_write_lock_held_elsewhere_off_the_event_loop
     released = threading.Timer(0.3, held.commit)
     writer = Writer(db)
 
-    async def go() -> tuple[Any, int]:
-        writer.start()
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        released.start()
-        try:
-            outcome = await writer.submit(Pending(me, _tree(6)))
-        finally:
-            ticker.cancel()
-            await writer.close()
-        return outcome, ticks
-
     try:
-        outcome, ticks = asyncio.run(go())
+        outcome, ticks = asyncio.run(
+            _write_while_ticking(writer, Pending(me, _tree(6)), released.start)
+        )
         # The writer's connections wait as every other one does again.
         (conn,) = writer._idle or [db.connect(write=True)]
         timeout = conn.connection.driver_connection.execute("PRAGMA busy_timeout").fetchone()

@@ -29,8 +29,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from openimpact.asgi import replay_body
 from openimpact.auth import authenticate
 from openimpact.errors import OpenImpactError
 from openimpact.impacts.router import IMPACTS, create_impact
@@ -75,7 +76,7 @@ class ImpactFastPath:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replay = _replay(body, receive)
+        replay = replay_body(body, receive)
         parsed = _parse(scope, body, target[1])
         if parsed is None:
             await self.app(scope, replay, send)
@@ -113,18 +114,3 @@ def _parse(
         # Not JSON (JSONDecodeError and UnicodeDecodeError are ValueErrors),
         # nested too deep, or refused by the model: the route says how.
         return None
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for what comes after this middleware: the body read here,
-    once, then whatever the server sends (a disconnect)."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

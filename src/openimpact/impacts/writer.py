@@ -42,9 +42,9 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
 import anyio.to_thread
@@ -320,9 +320,7 @@ class Writer:
         requests. The write turn is held until the commit returned, and the
         commit is not abandoned when the batch's task is cancelled: it either
         happened or it did not."""
-        conn = self._connection()
-        keep = False
-        try:
+        with self._checked_out() as conn:
             transaction = await self._begin_sqlite(conn)
             try:
                 with Session(bind=conn, expire_on_commit=False) as session:
@@ -333,16 +331,7 @@ class Writer:
                 transaction.rollback()
                 raise
             await self._on_own_thread(transaction.commit)
-            keep = True
             return results
-        except DBAPIError as exc:
-            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
-            raise
-        except Exception:
-            keep = True  # rolled back; the connection is fine
-            raise
-        finally:
-            self._release(conn, keep)
 
     async def _begin_sqlite(self, conn: Connection) -> RootTransaction:
         """BEGIN IMMEDIATE, never waiting on the event loop: the write lock is
@@ -380,17 +369,30 @@ class Writer:
             await asyncio.wait({done})
             raise
 
-    def _connection(self) -> Connection:
+    @contextmanager
+    def _checked_out(self) -> Iterator[Connection]:
+        """One of the writer's own connections for a batch, kept for the next
+        one unless the database dropped it or failed the transaction itself
+        (an error of the batch rolled back leaves it fine)."""
         try:
-            return self._idle.pop()  # another thread may take the last one first
+            conn = self._idle.pop()  # another thread may take the last one first
         except IndexError:
-            return self.db.connect(write=True)
-
-    def _release(self, conn: Connection, keep: bool) -> None:
-        if keep and not conn.invalidated:
-            self._idle.append(conn)
-        else:
-            conn.close()
+            conn = self.db.connect(write=True)
+        keep = False
+        try:
+            yield conn
+            keep = True
+        except DBAPIError as exc:
+            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
+            raise
+        except Exception:
+            keep = True
+            raise
+        finally:
+            if keep and not conn.invalidated:
+                self._idle.append(conn)
+            else:
+                conn.close()
 
     def _attempt(self, items: list[Pending]) -> list[Result | _Failed]:
         """The whole transaction on PostgreSQL, on a worker thread, on one of
@@ -398,27 +400,13 @@ class Writer:
         pool's liveness ping, a round trip per batch. A connection the
         database dropped raises here (the batch answers 503) and is replaced
         by a fresh one for the next batch."""
-        conn = self._connection()
-        keep = False
-        try:
-            with (
-                conn.begin(),
-                sql.pg_own_transaction(conn),
-                Session(bind=conn, expire_on_commit=False) as session,
-            ):
-                results: list[Result | _Failed] = list(
-                    write_batch(session, items, now=now_ms(), events=self.events, commit=True)
-                )
-            keep = True
-            return results
-        except DBAPIError as exc:
-            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
-            raise
-        except Exception:
-            keep = True  # rolled back; the connection is fine
-            raise
-        finally:
-            self._release(conn, keep)
+        with (
+            self._checked_out() as conn,
+            conn.begin(),
+            sql.pg_own_transaction(conn),
+            Session(bind=conn, expire_on_commit=False) as session,
+        ):
+            return list(write_batch(session, items, now=now_ms(), events=self.events, commit=True))
 
     async def _one_by_one(self, items: list[Pending], exc: BaseException) -> list[Result | _Failed]:
         if len(items) == 1:
