@@ -570,6 +570,57 @@ def test_a_batch_waits_for_a_sqlite_write_lock_held_elsewhere_off_the_event_loop
     assert timeout == (30_000,)
 
 
+def test_a_batch_that_waited_for_the_sqlite_write_lock_needs_nothing_of_the_event_loop(
+    sqlite_database: TestDatabase,
+) -> None:
+    """When the writer's thread gets the lock a batch waited for, the event
+    loop may be blocked already: a write it runs inline (a cancel, of this or
+    another process) waits for that same lock inside SQLite. The batch is then
+    written and committed on the thread, never waiting for the loop; waiting
+    would hold the lock until SQLite's busy timeout (30 s) let go."""
+    import sqlite3
+    import time
+
+    from openimpact.db import Database
+
+    db = Database(sqlite_database.url)
+    me = _caller(db, make_account(db))
+    path = db.engine.url.database
+    assert path
+    other = db.connect(write=True)
+    held = other.begin()  # BEGIN IMMEDIATE: the write lock
+    writer = Writer(db)
+    look = sqlite3.connect(path)
+
+    def recorded() -> int:
+        query = f"SELECT count(*) FROM {Impact.__tablename__} WHERE account_id = ?"
+        return int(look.execute(query, (me.account_id,)).fetchone()[0])
+
+    async def go() -> tuple[int, Any]:
+        writer.start()
+        try:
+            submitted = asyncio.ensure_future(writer.submit(Pending(me, _tree(7))))
+            await asyncio.sleep(0.2)  # the batch now waits for the lock on the thread
+            assert not submitted.done() and recorded() == 0
+            held.commit()
+            # The loop blocks from here on, as in SQLite's busy handler.
+            deadline = time.monotonic() + 5
+            while recorded() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return recorded(), await submitted
+        finally:
+            await writer.close()
+
+    try:
+        while_blocked, outcome = asyncio.run(asyncio.wait_for(go(), timeout=20))
+    finally:
+        look.close()
+        other.close()
+        db.dispose()
+    assert while_blocked == 1
+    assert isinstance(outcome, Outcome) and outcome.body["tree_planted"] == 7
+
+
 @pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "one-at-a-time"])
 def test_a_postgresql_batch_commits_with_its_last_round_trip(
     postgresql_database: TestDatabase, monkeypatch: pytest.MonkeyPatch, pipeline: bool

@@ -319,27 +319,41 @@ class Writer:
         the GIL while it syncs and the event loop meanwhile reads the next
         requests. The write turn is held until the commit returned, and the
         commit is not abandoned when the batch's task is cancelled: it either
-        happened or it did not."""
+        happened or it did not.
+
+        SQLite's write lock is usually free (the write turn keeps this
+        process's and the other processes' writers apart, and the workers'
+        transactions off the event loop), so BEGIN IMMEDIATE takes it inline.
+        When a transaction outside the turn holds it (a request's own write,
+        run inline by this or another process's event loop), the whole batch
+        is written on the writer's thread instead: the wait for the lock is
+        there, and once the thread has the lock it needs nothing of the event
+        loop, which meanwhile may itself be waiting for that lock inside
+        SQLite for a request's write."""
         with self._checked_out() as conn:
-            transaction = await self._begin_sqlite(conn)
+            transaction = self._begin_at_once(conn)
+            if transaction is None:
+                return await self._on_own_thread(lambda: self._transaction(conn, items))
             try:
-                with Session(bind=conn, expire_on_commit=False) as session:
-                    results: list[Result | _Failed] = list(
-                        write_batch(session, items, now=now_ms(), events=self.events, commit=True)
-                    )
+                results = self._batch(conn, items)
             except BaseException:
                 transaction.rollback()
                 raise
             await self._on_own_thread(transaction.commit)
             return results
 
-    async def _begin_sqlite(self, conn: Connection) -> RootTransaction:
-        """BEGIN IMMEDIATE, never waiting on the event loop: the write lock is
-        usually free (the write turn keeps this process's and the other
-        processes' writers apart), so it is taken inline; when a transaction
-        outside the writer holds it (the background worker's, a request's),
-        the wait is on the writer's thread, and the loop answers other
-        requests meanwhile instead of sleeping in SQLite's busy handler."""
+    def _batch(self, conn: Connection, items: list[Pending]) -> list[Result | _Failed]:
+        with Session(bind=conn, expire_on_commit=False) as session:
+            return list(write_batch(session, items, now=now_ms(), events=self.events, commit=True))
+
+    def _transaction(self, conn: Connection, items: list[Pending]) -> list[Result | _Failed]:
+        """BEGIN IMMEDIATE (waiting for the lock), the batch, COMMIT."""
+        with conn.begin():
+            return self._batch(conn, items)
+
+    @staticmethod
+    def _begin_at_once(conn: Connection) -> RootTransaction | None:
+        """BEGIN IMMEDIATE if SQLite's write lock is free now, else None."""
         driver = conn.connection.driver_connection
         assert driver is not None
         driver.execute("PRAGMA busy_timeout=0")
@@ -348,16 +362,17 @@ class Writer:
         except OperationalError as exc:
             if getattr(exc.orig, "sqlite_errorname", None) != "SQLITE_BUSY":
                 raise
+            return None
         finally:
             driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        return await self._on_own_thread(conn.begin)
 
     async def _on_own_thread(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the writer's own thread, started before this coroutine
         yields. A COMMIT must be: while the batch holds SQLite's write lock, a
         write that the event loop runs inline waits for that lock inside
         SQLite (blocking the loop), and so must never wait for the loop to
-        start the commit. The thread is the writer's alone, so no other work
+        start the commit; for the same reason, a batch that had to wait for
+        the lock runs whole on the thread. The thread is the writer's alone, so no other work
         (such as writes that wait for this very lock on a shared pool's
         threads) queues before it. Cancelled, it waits for ``fn`` to end
         before the caller lets go of the connection."""
