@@ -119,3 +119,53 @@ def test_sqlite_writes_off_the_event_loop_take_turns_with_every_writer(tmp_path:
         second.dispose()
     assert order == ["nested", "first done", "second"]
     assert read_wait < 0.25  # a read on the loop never queued for the turn
+
+
+def test_a_job_writing_chunk_after_chunk_gives_the_turn_to_a_waiting_writer(
+    tmp_path: Path,
+) -> None:
+    """A flock is not fair: a thread that lets go of the turn and takes it
+    again at once would keep a waiting impact writer (another process's, or
+    this one's) out for its whole job. After each transaction the thread gives
+    way, so the waiter is in after one chunk."""
+    import fcntl
+    import os
+    import threading
+
+    from openimpact.db import write_turn_path
+    from openimpact.migrate import prepare_database
+
+    path = tmp_path / "fair.db"
+    url = f"sqlite:///{path}"
+    prepare_database(url)
+    db = Database(url)
+    writer = os.open(write_turn_path(str(path)), os.O_RDWR | os.O_CREAT)
+    chunks: list[float] = []
+    first = threading.Event()
+
+    def chunk(session: object) -> None:
+        first.set()
+        time.sleep(0.02)
+        chunks.append(time.monotonic())
+
+    def job() -> None:
+        for _ in range(20):  # 0.4 s of chunks in a row
+            db.run_sync(chunk, write=True)
+
+    try:
+        worker = threading.Thread(target=job)
+        worker.start()
+        assert first.wait(5)
+        fcntl.flock(writer, fcntl.LOCK_EX)  # the writer waits for its turn
+        got_in = time.monotonic()
+        done_before = len(chunks)
+        time.sleep(0.05)
+        fcntl.flock(writer, fcntl.LOCK_UN)
+        worker.join(10)
+    finally:
+        os.close(writer)
+        db.dispose()
+    assert len(chunks) == 20
+    assert done_before <= 2, f"the waiter got its turn after {done_before} chunks"
+    # While the writer held its turn, the job waited.
+    assert not [t for t in chunks if got_in < t < got_in + 0.05]

@@ -321,3 +321,48 @@ def test_the_server_runs_the_worker_by_itself(database: TestDatabase) -> None:
             "/v1/track", user_id=account.user_id, time_utc=ms_to_iso(old)
         )
         assert "impact_completed" in track.json()
+
+
+def test_expired_idempotency_keys_go_a_chunk_per_transaction(
+    api: Api, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every expired key goes, however many there are, but never more than a
+    chunk of them in one transaction (a long DELETE holds SQLite's write lock)."""
+    import openimpact.worker as worker
+
+    caller = api.as_(api.account(), "sandbox")
+    for n in range(7):
+        caller.post("/v1/plant_tree", {"amount": 1}, idempotency_key=f"expired-{n}")
+    caller.post("/v1/plant_tree", {"amount": 1}, idempotency_key="fresh")
+    api.db.run_sync(
+        lambda s: s.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key.like("expired-%"))
+            .values(created_ms=now_ms() - 49 * 3_600_000)
+        ),
+        write=True,
+    )
+    monkeypatch.setattr(worker, "PURGE_CHUNK", 3)
+    transactions: list[int] = []
+    original = api.db.run_sync
+
+    def counted(fn: Any, *args: Any, write: bool = False) -> Any:
+        out = original(fn, *args, write=write)
+        transactions.append(out)
+        return out
+
+    monkeypatch.setattr(api.db, "run_sync", counted)
+    deleted = purge_idempotency_keys(api.db, database.settings(idempotency_ttl_hours=48))
+    monkeypatch.undo()
+    # Other tests' expired keys in this database may go too.
+    assert deleted >= 7 and sum(transactions) == deleted
+    assert len(transactions) >= 3 and all(n == 3 for n in transactions[:-1])
+    assert transactions[-1] < 3
+    left = api.db.run_sync(
+        lambda s: set(
+            s.scalars(select(IdempotencyRecord.key).where(IdempotencyRecord.key.like("expired-%")))
+        )
+    )
+    assert left == set()
+    again = caller.post("/v1/plant_tree", {"amount": 1}, idempotency_key="fresh")
+    assert again.headers.get("idempotent-replayed") == "true"

@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from contextvars import ContextVar
@@ -206,6 +207,11 @@ class _Checkpointer:
         self._thread.join(timeout=10)
 
 
+# How long a thread that let go of the SQLite write turn waits before it may
+# take it again (see _ThreadTurns.__exit__).
+_GIVE_WAY_SECONDS = 0.001
+
+
 def write_turn_path(database: str) -> str:
     """The file whose ``flock`` gives SQLite writers their turns (see
     impacts/writer.py's _WriteTurn and :class:`_ThreadTurns`)."""
@@ -244,6 +250,12 @@ class _ThreadTurns:
         self._depth.n -= 1
         if self._depth.n == 0:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+            # Give way: a flock is not fair, and a job that writes chunk after
+            # chunk would take the turn again before a waiting impact writer
+            # woke, holding it for the whole job. Sleeping without the GIL
+            # lets the kernel hand the turn to the waiter first, so a batch
+            # waits for one chunk at most.
+            time.sleep(_GIVE_WAY_SECONDS)
         self._lock.release()
 
     def close(self) -> None:

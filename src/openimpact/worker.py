@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from openimpact.budgets import emails as budget_emails
 from openimpact.config import Settings
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SANDBOX_CHUNK = 1000
 EMAILS_PER_PASS = 100
+PURGE_CHUNK = 1000  # expired Idempotency-Key records deleted per transaction
 _MAX_SANDBOX_ROUNDS = 100  # bounds one pass: 100 rounds of 1000 per stage
 
 SmtpFactory = Callable[..., Any]
@@ -77,13 +78,24 @@ def advance_sandbox(db: Database, settings: Settings, now: int | None = None) ->
 
 
 def purge_idempotency_keys(db: Database, settings: Settings, now: int | None = None) -> int:
+    """Delete the Idempotency-Key records older than the TTL, a chunk per
+    transaction: a busy server expires as many keys per pass as it stored, and
+    one DELETE of them all would hold SQLite's write lock for that long."""
     now = now if now is not None else now_ms()
     cutoff = now - settings.idempotency_ttl_hours * 3_600_000
     records = table(IdempotencyRecord)
-    return db.run_sync(
-        lambda s: rowcount(s.execute(delete(records).where(records.c.created_ms < cutoff))),
-        write=True,
-    )
+    chunk = (
+        select(records.c.id).where(records.c.created_ms < cutoff).limit(PURGE_CHUNK)
+    ).scalar_subquery()
+    deleted = 0
+    while True:
+        done = db.run_sync(
+            lambda s: rowcount(s.execute(delete(records).where(records.c.id.in_(chunk)))),
+            write=True,
+        )
+        deleted += done
+        if done < PURGE_CHUNK:
+            return deleted
 
 
 def _fail_all_due(db: Database, now: int, reason: str) -> int:

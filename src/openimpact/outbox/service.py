@@ -246,9 +246,10 @@ def claim_due(session: Session, kind: str, now: int, limit: int) -> list[Lease]:
     return leased
 
 
-# Messages given up in one transaction: a few milliseconds of a busy
-# database's write lock (SQLite has one for the whole file), never a stall.
-FAIL_CHUNK = 1000
+# Messages given up in one transaction: about a millisecond of a busy
+# database's write lock (SQLite has one for the whole file), never a stall;
+# between two chunks a waiting impact batch gets its turn (db._ThreadTurns).
+FAIL_CHUNK = 250
 
 
 def fail_due(session: Session, kind: str, now: int, reason: str, limit: int = FAIL_CHUNK) -> int:
