@@ -3,14 +3,13 @@
 A request hands its impact to :meth:`Writer.submit` and waits. The writer takes
 what is pending (a batch holds at most ``max_batch``; while requests keep
 coming, that is while a batch is being written or one was a moment ago, the
-first item waits at most ``max_wait_ms`` for others), writes
-it with :func:`~openimpact.impacts.batch.write_batch` in one transaction
-(on SQLite inline but for its COMMIT, on PostgreSQL on a worker thread), and
-answers each request
-only after that transaction committed. On
-SQLite that is one fsync (``synchronous=FULL``) for the whole batch; on
-PostgreSQL a fixed handful of round trips, so each ledger row lock is held for
-the batch's statements only.
+first item waits at most ``max_wait_ms`` for others), writes it with
+:func:`~openimpact.impacts.batch.write_batch` in one transaction (on SQLite
+inline but for its COMMIT, or whole on the writer's thread when it had to
+wait for SQLite's lock; on PostgreSQL on a worker thread), and answers each
+request only after that transaction committed. On SQLite that is one fsync
+(``synchronous=FULL``) for the whole batch; on PostgreSQL a fixed handful of
+round trips, so each ledger row lock is held for the batch's statements only.
 
 While one batch is being written the next gathers, so a busy server writes
 large batches and a quiet one small ones. One batch is written at a time by
@@ -372,9 +371,9 @@ class Writer:
         write that the event loop runs inline waits for that lock inside
         SQLite (blocking the loop), and so must never wait for the loop to
         start the commit; for the same reason, a batch that had to wait for
-        the lock runs whole on the thread. The thread is the writer's alone, so no other work
-        (such as writes that wait for this very lock on a shared pool's
-        threads) queues before it. Cancelled, it waits for ``fn`` to end
+        the lock runs whole on the thread. The thread is the writer's alone,
+        so no other work (such as writes that wait for this very lock on a
+        shared pool's threads) queues before it. Cancelled, it waits for ``fn`` to end
         before the caller lets go of the connection."""
         assert self._committer is not None
         done = asyncio.get_running_loop().run_in_executor(self._committer, fn)
