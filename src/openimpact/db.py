@@ -41,10 +41,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 try:
     import fcntl
@@ -111,18 +108,6 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
-    )
-
-
-def make_async_engine(url: URL) -> AsyncEngine:
-    """An asynchronous engine on PostgreSQL's ``url`` (psycopg's asyncio
-    connection), for the impact writer, which keeps its own connections: no
-    pool of its own, so a connection it lets go of is closed."""
-    return create_async_engine(
-        url.set(drivername="postgresql+psycopg_async"),
-        poolclass=NullPool,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )

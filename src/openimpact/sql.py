@@ -148,23 +148,19 @@ def pg_own_transaction(conn: Connection) -> Iterator[None]:
     trip more. The driver connection runs in autocommit mode meanwhile, so
     the batch's first statement must be a pipeline's. What the batch left
     open is committed (a batch whose items were all refused still records
-    its budget month and events), or rolled back on an error.
-
-    ``conn`` is a connection of a synchronous engine or the synchronous face
-    of an asynchronous one's (``AsyncConnection.run_sync``): its DBAPI
-    connection sets autocommit and rolls back for either."""
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    dbapi.autocommit = True
+    its budget month and events), or rolled back on an error."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    raw.autocommit = True
     try:
         yield
-        if dbapi.info.transaction_status != _IDLE:
+        if raw.info.transaction_status != _IDLE:
             pg_pipeline(conn, [], commit=True)
     finally:
         try:
-            if dbapi.info.transaction_status != _IDLE:
-                dbapi.rollback()
-            dbapi.autocommit = False
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raw.rollback()
+            raw.autocommit = False
         except psycopg.Error as exc:  # the connection is gone: never reused
             conn.invalidate(exc)
 
@@ -176,68 +172,36 @@ def pg_pipeline(
     PostgreSQL's driver connection, in the transaction of ``conn``, and then,
     with ``commit``, COMMIT it: each statement's rows as plain tuples. Errors
     are SQLAlchemy's, as from Connection.execute; a lost connection is
-    invalidated (``connection_invalidated``).
-
-    On an asynchronous engine's connection (the impact writer's) the round
-    trip is awaited on the event loop, through SQLAlchemy's ``run_async``."""
+    invalidated (``connection_invalidated``)."""
     raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection | psycopg.AsyncConnection)
-    statements: list[tuple[str, dict[str, Any] | None]] = []
-    if raw.autocommit and raw.info.transaction_status == _IDLE:
-        statements.append(("BEGIN", None))  # pg_own_transaction
-    first = len(statements)
-    statements += [(_pyformat(stmt), params) for stmt, params in steps]
-    if commit:
-        # A statement of the pipeline, not Connection.commit(), which would
-        # wait for its own sync before the pipeline's: the COMMIT's answer is
-        # then the last thing read, so an error raised here always means the
-        # batch was not committed.
-        statements.append(("COMMIT", None))
-    sent = [0]  # how many statements were handed to the driver
+    assert isinstance(raw, psycopg.Connection)
+    cursors: list[psycopg.Cursor[Any]] = []
+    statement = ""
     try:
-        if isinstance(raw, psycopg.AsyncConnection):
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None
-            rows = dbapi.run_async(lambda driver: _pipeline_async(driver, statements, sent))
-        else:
-            rows = _pipeline(raw, statements, sent)
-        return rows[first : first + len(steps)]
+        # A libpq older than 14 has no pipeline mode (psycopg[binary] brings
+        # its own, newer one): the same statements then go one at a time.
+        with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            if raw.autocommit and raw.info.transaction_status == _IDLE:
+                statement = "BEGIN"  # pg_own_transaction
+                raw.execute(statement)
+            for stmt, params in steps:
+                statement = _pyformat(stmt)
+                cursors.append(raw.execute(statement, params))
+            if commit:
+                # A statement of the pipeline, not Connection.commit(), which
+                # would wait for its own sync before the pipeline's: the
+                # COMMIT's answer is then the last thing read, so an error
+                # raised here always means the batch was not committed.
+                statement = "COMMIT"
+                raw.execute(statement)
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
     except psycopg.Error as exc:
         dialect = conn.dialect
-        statement = statements[max(sent[0] - 1, 0)][0] if statements else ""
         error = DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=dialect)
         if dialect.is_disconnect(cast(Any, exc), conn.connection.dbapi_connection, None):
             error.connection_invalidated = True
             conn.invalidate(exc)
         raise error from exc
-
-
-def _pipeline(
-    raw: psycopg.Connection[Any],
-    statements: list[tuple[str, dict[str, Any] | None]],
-    sent: list[int],
-) -> list[list[tuple[Any, ...]]]:
-    cursors: list[psycopg.Cursor[Any]] = []
-    # A libpq older than 14 has no pipeline mode (psycopg[binary] brings its
-    # own, newer one): the same statements then go one at a time.
-    with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
-        for statement, params in statements:
-            sent[0] += 1
-            cursors.append(raw.execute(statement, params))
-    return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
-
-
-async def _pipeline_async(
-    raw: psycopg.AsyncConnection[Any],
-    statements: list[tuple[str, dict[str, Any] | None]],
-    sent: list[int],
-) -> list[list[tuple[Any, ...]]]:
-    cursors: list[psycopg.AsyncCursor[Any]] = []
-    async with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
-        for statement, params in statements:
-            sent[0] += 1
-            cursors.append(await raw.execute(statement, params))
-    return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
 
 # Lookups by (account, environment, key), one index seek per entry.

@@ -402,14 +402,9 @@ def test_a_dropped_connection_answers_503_once_then_recovers(
         keys = make_account(app.state.db)
         headers = {"x-api-key": keys.production_key}
         assert client.post("/v1/plant_tree", json={"amount": 1}, headers=headers).status_code == 200
-        (conn,) = app.state.writer._idle_pg  # on the application's event loop
-
-        async def backend_pid() -> int:
-            pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
-            await conn.rollback()
-            return int(pid)
-
-        pid = client.portal.call(backend_pid)  # type: ignore[union-attr]
+        (conn,) = app.state.writer._idle
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        conn.rollback()
         app.state.db.run_sync(
             lambda s: s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}),
             write=True,

@@ -41,18 +41,18 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, RootTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session
 
 from openimpact import sql
-from openimpact.db import SQLITE_BUSY_TIMEOUT_MS, Database, make_async_engine, write_turn_path
+from openimpact.db import SQLITE_BUSY_TIMEOUT_MS, Database, write_turn_path
 from openimpact.errors import OpenImpactError, Unavailable
 from openimpact.impacts.batch import IdempotencyRace, Outcome, Pending, Result, write_batch
 from openimpact.outbox.service import Events
@@ -72,14 +72,6 @@ _RACE_RETRIES = 5
 # machine, 1 ms wrote more than 0.2 or 0.5 on SQLite, and as much as 2 or 4.
 DEFAULT_WAIT_MS = 1.0
 _UNAVAILABLE = "the database could not write this request; nothing was recorded, retry it"
-
-
-def _reusable_after(exc: Exception) -> bool:
-    """Whether a connection whose batch raised ``exc`` may write the next one:
-    not when the database dropped it or failed the transaction itself."""
-    if isinstance(exc, DBAPIError):
-        return not (exc.connection_invalidated or isinstance(exc, OperationalError))
-    return True
 
 
 class _Failed:
@@ -178,9 +170,7 @@ class Writer:
         self._writing: set[asyncio.Task[None]] = set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._idle: list[Connection] = []  # SQLite
-        self._idle_pg: list[AsyncConnection] = []
-        self._engine: AsyncEngine | None = None  # PostgreSQL
+        self._idle: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn: _WriteTurn | None = None
         self._committer: ThreadPoolExecutor | None = None
@@ -192,8 +182,6 @@ class Writer:
         self._turn = _write_turn(self.db)
         if self.db.is_sqlite:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="impact-writer")
-        else:
-            self._engine = make_async_engine(self.db.engine.url)
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="impact-writer")
 
@@ -207,11 +195,6 @@ class Writer:
             await asyncio.gather(*self._writing, return_exceptions=True)
         while self._idle:
             self._idle.pop().close()
-        while self._idle_pg:
-            await self._idle_pg.pop().close()
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
         if self._turn is not None:
             self._turn.close()
             self._turn = None
@@ -312,7 +295,7 @@ class Writer:
                 if self.db.is_sqlite:
                     async with self._turn or nullcontext():
                         return await self._attempt_sqlite(items)
-                return await self._attempt_pg(items)
+                return await anyio.to_thread.run_sync(self._attempt, items)
             except IdempotencyRace:
                 continue
             except OperationalError as exc:
@@ -402,19 +385,22 @@ class Writer:
 
     @contextmanager
     def _checked_out(self) -> Iterator[Connection]:
-        """One of the writer's own connections for a SQLite batch, kept for
-        the next one unless the database failed the transaction itself (an
-        error of the batch rolled back leaves it fine)."""
+        """One of the writer's own connections for a batch, kept for the next
+        one unless the database dropped it or failed the transaction itself
+        (an error of the batch rolled back leaves it fine)."""
         try:
-            conn = self._idle.pop()
+            conn = self._idle.pop()  # another thread may take the last one first
         except IndexError:
             conn = self.db.connect(write=True)
         keep = False
         try:
             yield conn
             keep = True
-        except Exception as exc:
-            keep = _reusable_after(exc)
+        except DBAPIError as exc:
+            keep = not (exc.connection_invalidated or isinstance(exc, OperationalError))
+            raise
+        except Exception:
+            keep = True
             raise
         finally:
             if keep and not conn.invalidated:
@@ -422,41 +408,14 @@ class Writer:
             else:
                 conn.close()
 
-    @asynccontextmanager
-    async def _checked_out_pg(self) -> AsyncIterator[AsyncConnection]:
-        """The same on PostgreSQL, from the writer's asynchronous engine."""
-        assert self._engine is not None
-        try:
-            conn = self._idle_pg.pop()
-        except IndexError:
-            conn = await self._engine.connect()
-        keep = False
-        try:
-            yield conn
-            keep = True
-        except Exception as exc:
-            keep = _reusable_after(exc)
-            raise
-        finally:
-            if keep and not conn.invalidated:
-                self._idle_pg.append(conn)
-            else:
-                await conn.close()
-
-    async def _attempt_pg(self, items: list[Pending]) -> list[Result | _Failed]:
-        """The whole transaction on PostgreSQL, on the event loop: its round
-        trips are awaited (psycopg's asynchronous connection, SQLAlchemy's
-        ``run_sync``), so the loop reads and answers other requests meanwhile
-        and picks up each answer as soon as it arrives, with no hand-over to a
-        worker thread and back. On one of the writer's own connections: kept
-        from batch to batch, they skip a pool's liveness ping, a round trip
-        per batch. A connection the database dropped raises here (the batch
-        answers 503) and is replaced by a fresh one for the next batch."""
-        async with self._checked_out_pg() as conn:
-            return await conn.run_sync(self._pg_transaction, items)
-
-    def _pg_transaction(self, conn: Connection, items: list[Pending]) -> list[Result | _Failed]:
+    def _attempt(self, items: list[Pending]) -> list[Result | _Failed]:
+        """The whole transaction on PostgreSQL, on a worker thread, on one of
+        the writer's own connections: kept from batch to batch, they skip the
+        pool's liveness ping, a round trip per batch. A connection the
+        database dropped raises here (the batch answers 503) and is replaced
+        by a fresh one for the next batch."""
         with (
+            self._checked_out() as conn,
             conn.begin(),
             sql.pg_own_transaction(conn),
             Session(bind=conn, expire_on_commit=False) as session,
