@@ -46,3 +46,18 @@ def test_fastapis_opentelemetry_is_off_unless_asked_for(monkeypatch: pytest.Monk
         assert all(on._telemetry[part] for part in ("tracing", "metrics", "logs"))  # type: ignore[attr-defined]
     else:  # a FastAPI without it: nothing to turn off, and the app starts all the same
         assert not hasattr(off, "_telemetry") and not hasattr(on, "_telemetry")
+
+
+def test_a_running_server_collects_garbage_cycles_less_often_and_restores_what_it_found(
+    sqlite_database: object,
+) -> None:
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from openimpact.app import GC_YOUNG_OBJECTS, create_app
+
+    before = gc.get_threshold()
+    with TestClient(create_app(sqlite_database.settings())):  # type: ignore[attr-defined]
+        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *before[1:])
+    assert gc.get_threshold() == before
