@@ -182,9 +182,15 @@ class _Checkpointer:
     (https://www.sqlite.org/wal.html#ckpt), and sqlite3 releases the GIL
     while it runs. Several workers may each run one: a checkpoint that finds
     another one running just reports busy and tries again next time.
+
+    Every 0.1 s: the less a checkpoint has to copy, the shorter its sync of
+    the database file, which shares the disk with the commits' syncs. Paced
+    at 2,800 POSTs/s after three full-speed rounds, p99 was 19 to 22 ms
+    against 21 to 25 every 0.2 s, at the same full speed; every 0.05 s gave
+    the same p99 and 3 to 9 % less full speed.
     """
 
-    def __init__(self, path: str, interval: float = 0.2) -> None:
+    def __init__(self, path: str, interval: float = 0.1) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(path, interval), name="sqlite-checkpoint", daemon=True
