@@ -42,8 +42,11 @@ def _add_ratios(out: dict[str, Any]) -> None:
         if "ratio" not in w:
             ceiling = _ceiling(out["writes"], w["workers"])
             w["ratio"] = round(w["max"]["rps"] / ceiling, 3) if ceiling else None
+        # The platform load is measured in the same rounds as the subject
+        # (bench/run.py): the median of the rounds' ratios. Older runs and
+        # the crowd: against the subject's median.
         for load in ("crowd", "platform"):
-            if load in w:
+            if load in w and w.get(f"{load}_ratio") is None:
                 w[f"{load}_ratio"] = round(w[load]["rps"] / w["max"]["rps"], 3)
     base: dict[tuple[str, str], float] = {}
     smallest = min((r["size"] for r in out["reads"]), default=0)
@@ -196,9 +199,10 @@ def markdown(out: dict[str, Any]) -> str:
             "",
             "Ceiling and subject measured in turn, "
             f"{len(out['writes'][0].get('rounds', [])) or 1} round(s) each; x ceiling is the "
-            "median of the rounds' ratios. Paced: 0.7x the subject's own maximum. Crowd: "
-            "the same load over more connections. Platform: every request for the next of "
-            "many accounts.",
+            "median of the rounds' ratios. Platform: every request for the next of many "
+            "accounts, measured in each round right after the subject's one account; its x is "
+            "the median of the rounds' ratios to that account. Paced: 0.7x the subject's own "
+            "maximum. Crowd: the same load over more connections.",
             "",
             "| server | workers | ceiling req/s | req/s | x ceiling | paced at "
             "| p50 ms | p99 ms | crowd req/s | platform req/s | errors |",
