@@ -143,6 +143,35 @@ class TestWriteBatch:
         theirs_ledger = db.run_sync(lambda s: s.get(Ledger, (them.account_id, "production")))
         assert theirs_ledger.customer_tree_planted == 24
 
+    def test_a_batch_of_refused_items_leaves_totals_as_the_records_say(self, db: Any) -> None:
+        """Every item refused (on PostgreSQL the ledger rows were updated for
+        them in the reads' round trip, and get it back), then one written
+        after them: totals equal the records, and time_utc keeps increasing."""
+        shop = make_account(db, causes=["oceans"])
+        me = _caller(db, shop)
+        sandbox = _caller(db, shop, "sandbox")
+        used = Pending(me, _tree(3), "k", request_hash("/v1/plant_tree", {"amount": 3}))
+        first = db.run_sync(lambda s: write_batch(s, [used], now=now_ms()), write=True)[0]
+        refused = [
+            Pending(me, _tree(3), "k", used.req_hash),  # a replay
+            Pending(me, _tree(9, customer_email="x@example.com"), "k", "other"),  # 409
+            Pending(me, NewImpact("money_donated", 500, "wildlife", None, None, None, None)),
+            Pending(sandbox, NewImpact("money_donated", 70, "schools", None, None, None, None)),
+        ]
+        results = db.run_sync(lambda s: write_batch(s, refused, now=now_ms()), write=True)
+        assert [type(r).__name__ for r in results] == [
+            "Outcome", "IdempotencyConflict", "ValidationFailed", "ValidationFailed",
+        ]  # fmt: skip
+        after = db.run_sync(
+            lambda s: write_batch(s, [Pending(me, _tree(4))], now=now_ms()), write=True
+        )
+        assert parse_iso_ms(after[0].body["time_utc"]) > parse_iso_ms(first.body["time_utc"])
+        for env, trees in (("production", 7), ("sandbox", 0)):
+            ledger = db.run_sync(lambda s, env=env: s.get(Ledger, (me.account_id, env)))
+            amounts = {c: getattr(ledger, c) for c in batch.LEDGER_COLUMNS}
+            assert amounts == {**dict.fromkeys(batch.LEDGER_COLUMNS, 0), "user_tree_planted": trees}
+        assert _count(db, Customer, me.account_id) == 0
+
     def test_names_follow_the_order_of_the_batch(self, db: Any) -> None:
         me = _caller(db, make_account(db))
         first = Pending(me, _tree(1, customer_email="bo@example.com", customer_name="Bo"))
@@ -693,6 +722,58 @@ def test_a_postgresql_batch_commits_with_its_last_round_trip(
         assert _count(db, Impact, me.account_id) == 6
 
 
+def test_a_postgresql_batch_is_two_round_trips(
+    postgresql_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever its size and however many accounts it writes for: the reads
+    with the ledger update and the customers, then every insert with the
+    COMMIT; a refused item's amounts are given back in the second."""
+    from openimpact import sql
+
+    trips: list[int] = []
+    pipeline = sql.pg_pipeline
+
+    def counted(conn: Any, steps: Any, *, commit: bool = False) -> Any:
+        trips.append(len(steps))
+        return pipeline(conn, steps, commit=commit)
+
+    with TestClient(create_app(postgresql_database.settings())) as client:
+        db = client.app.state.db  # type: ignore[attr-defined]
+        callers = [_caller(db, make_account(db)) for _ in range(3)]
+        used = Pending(callers[0], _tree(1), "k", "h")
+        db.run_sync(lambda s: write_batch(s, [used], now=now_ms()), write=True)
+        monkeypatch.setattr(sql, "pg_pipeline", counted)
+        for size in (1, 40):
+            items = [
+                Pending(
+                    callers[n % 3],
+                    _tree(1, customer_email=f"c{size}-{n}@example.com", metadata={"n": str(n)}),
+                    f"key-{size}-{n}",
+                    "h",
+                    confirm_key=True,
+                )
+                for n in range(size)
+            ]
+            items.append(Pending(callers[0], _tree(1), "k", "another"))  # a 409
+            trips.clear()
+            conn = db.connect(write=True)
+            try:
+                with (
+                    conn.begin(),
+                    sql.pg_own_transaction(conn),
+                    Session(bind=conn, expire_on_commit=False) as session,
+                ):
+                    results = write_batch(session, items, now=now_ms(), commit=True)
+            finally:
+                conn.close()
+            assert [r.status for r in results[:-1]] == [200] * size  # type: ignore[union-attr]
+            assert isinstance(results[-1], IdempotencyConflict)
+            assert len(trips) == 2, trips
+        ledger = db.run_sync(lambda s: s.get(Ledger, (callers[0].account_id, "production")))
+        assert ledger.user_tree_planted == 1 and ledger.customer_tree_planted == 1 + 14
+        assert _count(db, Impact, callers[0].account_id) == 16
+
+
 async def _write_one(writer: Writer, item: Pending) -> Any:
     writer.start()
     try:
@@ -786,3 +867,28 @@ def test_a_batchs_own_postgresql_transaction_begins_in_its_pipeline_and_always_e
     finally:
         conn.close()
         db.dispose()
+
+
+def test_certificate_and_customer_ids_begin_with_the_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ids made later sort after earlier ones (their unique indexes grow at
+    their end); within one millisecond they differ by their random part, of
+    80 bits (certificates, in the alphabet of printed certificates) and 64
+    (customers)."""
+    import re
+    import time
+
+    clock = [1_796_000_000_000 * 1_000_000]
+    monkeypatch.setattr(time, "time_ns", lambda: clock[0])
+    same_ms = [batch.new_certificate_id() for _ in range(1000)]
+    customers = [batch.new_customer_id() for _ in range(1000)]
+    clock[0] += 1_000_000  # a millisecond later
+    later, later_customer = batch.new_certificate_id(), batch.new_customer_id()
+
+    assert all(re.fullmatch(r"[a-z2-7]{24}", c) for c in [*same_ms, later])
+    assert all(re.fullmatch(r"C[0-9a-f]{26}", c) for c in [*customers, later_customer])
+    assert len(set(same_ms)) == 1000 and len(set(customers)) == 1000
+    assert len({c[:8] for c in same_ms}) == 1 and len({c[:11] for c in customers}) == 1
+    assert later > max(same_ms) and later_customer > max(customers)
+    assert later[:8] != same_ms[0][:8]

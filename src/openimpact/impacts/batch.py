@@ -20,7 +20,12 @@ A batch costs a fixed number of statements whatever its size:
    customer's email, the ``impact.initiated`` event) and store the answers
    under their Idempotency-Keys, each as one multi-row statement.
 
-Statements written in one database's own SQL live in ``openimpact/sql.py``.
+On PostgreSQL a batch is two round trips: steps 1, 2, 4 (for every item) and
+the read of the customers go in the first, the rest of step 3 and step 6 in
+the last, with the COMMIT where the batch is its own transaction; what step 4
+took for an item refused in steps 1–3 is given back there (its millisecond
+stays unused). Statements written in one database's own SQL live in
+``openimpact/sql.py``.
 
 Items refused in steps 1–3 get their own error and stay out of the batch; the
 rest commit together. An Idempotency-Key that another process stored between
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +54,7 @@ from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.errors import IdempotencyConflict, KeyError_, OpenImpactError, ValidationFailed
 from openimpact.impacts.tracking import VIEW_COLUMNS, cause_labels, impact_view
-from openimpact.kit import RECORD_KEYS, random_b32
+from openimpact.kit import RECORD_KEYS, clock_ordered_b32, clock_ordered_hex
 from openimpact.outbox import service as outbox
 from openimpact.sql import LEDGER_COLUMNS
 from openimpact.timeutil import day_of, ms_to_iso
@@ -130,9 +134,15 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
 
 
 def new_certificate_id() -> str:
-    # 100 random bits in a URL-safe lower-case alphabet: unguessable, and easy
-    # to read aloud or type from a printed certificate.
-    return random_b32(120)
+    # 24 characters in a URL-safe lower-case alphabet, easy to read aloud or
+    # type from a printed certificate: the clock's milliseconds, so that the
+    # ids' unique index grows at its end, then 80 random bits, unguessable.
+    return clock_ordered_b32(80)
+
+
+def new_customer_id() -> str:
+    # The clock first for the same reason; 64 random bits after it.
+    return "C" + clock_ordered_hex(8)
 
 
 @dataclass(slots=True)
@@ -179,7 +189,10 @@ def write_batch(
     conn = session.connection()
     postgres = conn.dialect.name == "postgresql"
     results: list[Result | None] = [None] * len(items)
-    found = _read(conn, items)
+    # PostgreSQL: every item's ledger row is updated in the reads' round trip
+    # (an item refused below gives its amounts back in the last one).
+    claimed = _groups(items, range(len(items))) if postgres else []
+    found = _read(conn, items, claimed, now)
     _confirm_keys(items, results, found.valid_keys)
     _replay(items, results, found.stored)
     causes = _check_causes(session, items, results)
@@ -198,20 +211,14 @@ def write_batch(
         budgets=found.budgets,
     )
 
-    groups: dict[tuple[int, str], _Group] = {}
-    for i, item in enumerate(items):
-        if results[i] is not None:
-            continue
-        caller = item.caller
-        group = groups.get((caller.account_id, caller.env))
-        if group is None:
-            group = groups[(caller.account_id, caller.env)] = _Group(caller.account_id, caller.env)
-        group.indexes.append(i)
-        column = ("customer_" if item.new.customer_email is not None else "user_") + (
-            item.new.impact_type
-        )
-        group.deltas[column] += item.new.amount
+    groups = {
+        (g.account_id, g.env): g
+        for g in _groups(items, [i for i in range(len(items)) if results[i] is None])
+    }
+    given_back = _given_back(claimed, groups)
     if not groups:
+        if given_back:
+            sql.pg_pipeline(conn, [_give_back(given_back)], commit=commit)
         return _done(results)
 
     labels = (
@@ -224,12 +231,14 @@ def write_batch(
             if email is not None:
                 wanted.setdefault((group.account_id, group.env, email.lower()), []).append(i)
     # Customers are read under the ledger lock (safe without upserts): on
-    # SQLite the write lock is held from the transaction's start, so _read
-    # found them; on PostgreSQL they are read in the round trip of the ledger
-    # update, after it.
+    # SQLite the write lock is held from the transaction's start; on
+    # PostgreSQL _read found them after the ledger update, in its round trip.
     known = {slot: found.customers[slot] for slot in wanted if slot in found.customers}
-    times, onboarded = _allocate(conn, list(groups.values()), now, list(wanted) if postgres else [])
-    known.update(onboarded)
+    times = (
+        _times(claimed, found.ledger, results)
+        if postgres
+        else _allocate(conn, list(groups.values()), now, results)
+    )
     customers = _Customers(items, wanted, known, times)
 
     impact_rows: list[dict[str, Any]] = []
@@ -323,7 +332,14 @@ def write_batch(
     try:
         if postgres:
             _insert_rows_pg(
-                conn, customers, impact_rows, daily, outbox_rows, idem_rows, commit=commit
+                conn,
+                customers,
+                impact_rows,
+                daily,
+                outbox_rows,
+                idem_rows,
+                given_back=given_back,
+                commit=commit,
             )
         else:
             customers.insert_sqlite(conn, impact_rows)
@@ -353,6 +369,7 @@ def _insert_rows_pg(
     outbox_rows: list[dict[str, Any]],
     idem_rows: list[dict[str, Any]],
     *,
+    given_back: list[dict[str, Any]],
     commit: bool,
 ) -> None:
     daily_rows = [
@@ -367,7 +384,12 @@ def _insert_rows_pg(
         "p_outbox": orjson.dumps(outbox_rows).decode(),
         "p_keys": orjson.dumps(idem_rows).decode(),
     }
-    sql.pg_pipeline(conn, [(sql.INSERT_ROWS_PG, params)], commit=commit)
+    steps = [_give_back(given_back)] if given_back else []
+    sql.pg_pipeline(conn, [*steps, (sql.INSERT_ROWS_PG, params)], commit=commit)
+
+
+def _give_back(rows: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    return sql.LEDGER_GIVE_BACK_PG, {"p_rows": orjson.dumps(rows).decode()}
 
 
 def _done(results: list[Result | None]) -> list[Result]:
@@ -386,12 +408,16 @@ class _Found:
     stored: dict[Slot, tuple[Any, ...]]  # Idempotency-Key → (hash, status, body)
     customers: dict[Slot, _Customer]  # email key → customer
     budgets: list[tuple[Any, ...]]
+    ledger: dict[tuple[int, str], int]  # PostgreSQL: each claimed row's new last_ms
 
 
-def _read(conn: Connection, items: Sequence[Pending]) -> _Found:
+def _read(conn: Connection, items: Sequence[Pending], claimed: list[_Group], now: int) -> _Found:
     """The API keys to confirm, the stored answers of the Idempotency-Keys,
-    the budget caps and (SQLite) the customers named of every item of the
-    batch, in one round trip on PostgreSQL."""
+    the budget caps and the customers named of every item of the batch. On
+    PostgreSQL in one round trip with the update of the ``claimed`` ledger
+    rows, which takes their locks (after the budget rows', as every writer
+    takes them), so that the customers are read under them."""
+    postgres = conn.dialect.name == "postgresql"
     hashes = sorted({item.caller.key_hash for item in items if item.confirm_key})
     slots = sorted({s for item in items if (s := item.idempotency_slot) is not None})
     emails = sorted(
@@ -405,28 +431,37 @@ def _read(conn: Connection, items: Sequence[Pending]) -> _Found:
         conn.dialect.name, {(item.caller.account_id, item.caller.env) for item in items}
     )
     steps: list[tuple[Any, dict[str, Any]]] = []
-    if conn.dialect.name == "postgresql":
+    if postgres:
         if hashes:
             steps.append((sql.VALID_KEYS_PG, {"p_hashes": hashes}))
         if slots:
             steps.append((sql.STORED_ANSWERS_PG, {"p_slots": _pg_slots(slots)}))
-        # The customers are read once the ledger rows are held (_allocate).
-        emails = []
         steps.append(budgets)
+        claims = _ledger_steps(claimed, now)
+        steps += claims
+        if emails:
+            steps.append((sql.FIND_CUSTOMERS_PG, {"p_slots": _pg_slots(emails)}))
         answers = iter(sql.pg_pipeline(conn, steps))
     else:
+        claims = []
         if hashes:
             steps.append((sql.VALID_KEYS_SQLITE, {"p_hashes": orjson.dumps(hashes).decode()}))
         if slots:
             steps.append((sql.STORED_ANSWERS_SQLITE, {"p_slots": orjson.dumps(slots).decode()}))
+        steps.append(budgets)
         if emails:
             steps.append((sql.FIND_CUSTOMERS_SQLITE, {"p_slots": orjson.dumps(emails).decode()}))
-        steps.append(budgets)
         answers = iter([sql.sqlite_rows(conn, stmt, params) for stmt, params in steps])
     valid = {row[0] for row in next(answers)} if hashes else None
     stored = {(r[0], r[1], r[2]): r[3:] for r in next(answers)} if slots else {}
+    found_budgets = next(answers)
+    ledger: dict[tuple[int, str], int] = {}
+    if claims:
+        if len(claims) > 1:
+            next(answers)  # the rows locked in order
+        ledger = {(r[0], r[1]): r[2] for r in next(answers)}
     customers = {(r[0], r[1], r[2]): _customer_row(r[3:]) for r in next(answers)} if emails else {}
-    return _Found(valid, stored, customers, next(answers))
+    return _Found(valid, stored, customers, found_budgets, ledger)
 
 
 def _pg_slots(slots: Sequence[Slot]) -> str:
@@ -492,14 +527,26 @@ def _check_causes(
     return causes
 
 
-def _allocate(
-    conn: Connection, groups: list[_Group], now: int, unknown: list[Slot]
-) -> tuple[dict[int, int], dict[Slot, _Customer]]:
-    """Update the ledger rows (totals and clock): each item's ``time_ms``, and
-    (PostgreSQL) the customers of ``unknown`` that exist, read once the ledger
-    rows are held, in the same round trip."""
-    groups.sort(key=lambda g: (g.account_id, g.env))
-    rows = [
+def _groups(items: Sequence[Pending], indexes: Sequence[int]) -> list[_Group]:
+    """The items at ``indexes`` by account and environment, in that order,
+    each group with its items in the batch's order and their amounts."""
+    groups: dict[tuple[int, str], _Group] = {}
+    for i in indexes:
+        item = items[i]
+        caller = item.caller
+        group = groups.get((caller.account_id, caller.env))
+        if group is None:
+            group = groups[(caller.account_id, caller.env)] = _Group(caller.account_id, caller.env)
+        group.indexes.append(i)
+        column = ("customer_" if item.new.customer_email is not None else "user_") + (
+            item.new.impact_type
+        )
+        group.deltas[column] += item.new.amount
+    return sorted(groups.values(), key=lambda g: (g.account_id, g.env))
+
+
+def _ledger_rows(groups: list[_Group], now: int) -> list[dict[str, Any]]:
+    return [
         {
             "account_id": group.account_id,
             "env": group.env,
@@ -509,27 +556,46 @@ def _allocate(
         }
         for group in groups
     ]
-    onboarded: dict[Slot, _Customer] = {}
-    if conn.dialect.name == "postgresql":
-        payload = orjson.dumps(rows).decode()
-        steps: list[tuple[Any, dict[str, Any]]] = []
-        if len(groups) > 1:
-            # Lock the rows in one order, as every batch does, so that two
-            # processes writing for the same accounts never deadlock.
-            steps.append((sql.LOCK_LEDGERS_PG, {"p_rows": payload}))
-        steps.append((sql.LEDGER_PG, {"p_rows": payload}))
-        if unknown:
-            steps.append((sql.FIND_CUSTOMERS_PG, {"p_slots": _pg_slots(sorted(unknown))}))
-        answers = sql.pg_pipeline(conn, steps)
-        updated = answers[1 if len(groups) > 1 else 0]
-        if unknown:
-            onboarded = {(r[0], r[1], r[2]): _customer_row(r[3:]) for r in answers[-1]}
-    else:
-        params = {
-            f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in sql.LEDGER_FIELDS
+
+
+def _ledger_steps(groups: list[_Group], now: int) -> list[tuple[Any, dict[str, Any]]]:
+    """PostgreSQL: the update of the ledger rows of ``groups`` (totals and
+    clock), returning each row's new ``last_ms``; with more than one row,
+    after locking them in one order, as every batch does, so that two
+    processes writing for the same accounts never deadlock."""
+    if not groups:
+        return []
+    params = {"p_rows": orjson.dumps(_ledger_rows(groups, now)).decode()}
+    steps: list[tuple[Any, dict[str, Any]]] = []
+    if len(groups) > 1:
+        steps.append((sql.LOCK_LEDGERS_PG, params))
+    steps.append((sql.LEDGER_PG, params))
+    return steps
+
+
+def _given_back(
+    claimed: list[_Group], written: dict[tuple[int, str], _Group]
+) -> list[dict[str, Any]]:
+    """PostgreSQL: what the claimed ledger rows took for items that were
+    refused, to subtract again (their milliseconds stay unused)."""
+    back: list[dict[str, Any]] = []
+    for group in claimed:
+        kept = written.get((group.account_id, group.env))
+        if kept is not None and len(kept.indexes) == len(group.indexes):
+            continue
+        deltas = {
+            c: group.deltas[c] - (kept.deltas[c] if kept is not None else 0) for c in LEDGER_COLUMNS
         }
-        updated = sql.sqlite_rows(conn, sql.ledger_sqlite(len(groups)), params)
-    last = {(row[0], row[1]): row[2] for row in updated}
+        back.append({"account_id": group.account_id, "env": group.env, **deltas})
+    return back
+
+
+def _times(
+    groups: list[_Group], last: dict[tuple[int, str], int], results: list[Result | None]
+) -> dict[int, int]:
+    """Each item's ``time_ms`` from its row's new ``last_ms``: the group's n
+    milliseconds end there, in the batch's order; those of refused items
+    (``results`` not None) go unused."""
     times: dict[int, int] = {}
     for group in groups:
         end = last.get((group.account_id, group.env))
@@ -537,8 +603,22 @@ def _allocate(
             raise LookupError(f"no ledger for account {group.account_id} {group.env}")
         first = end - len(group.indexes) + 1
         for offset, i in enumerate(group.indexes):
-            times[i] = first + offset
-    return dict(sorted(times.items())), onboarded
+            if results[i] is None:
+                times[i] = first + offset
+    return dict(sorted(times.items()))
+
+
+def _allocate(
+    conn: Connection, groups: list[_Group], now: int, results: list[Result | None]
+) -> dict[int, int]:
+    """SQLite: update the ledger rows (totals and clock) of the items to
+    write; each item's ``time_ms``."""
+    rows = _ledger_rows(groups, now)
+    params = {
+        f"{name}{g}": row[name] for g, row in enumerate(rows) for name, _ in sql.LEDGER_FIELDS
+    }
+    updated = sql.sqlite_rows(conn, sql.ledger_sqlite(len(groups)), params)
+    return _times(groups, {(r[0], r[1]): r[2] for r in updated}, results)
 
 
 class _Customers:
@@ -562,7 +642,7 @@ class _Customers:
                 assert first.customer_email is not None
                 customer = known[slot] = _Customer(
                     None,
-                    "C" + secrets.token_hex(8),
+                    new_customer_id(),
                     first.customer_email,
                     first.customer_name,
                     first.customer_name,

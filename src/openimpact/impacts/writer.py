@@ -8,8 +8,8 @@ first item waits at most ``max_wait_ms`` for others), writes it with
 inline but for its COMMIT, or whole on the writer's thread when it had to
 wait for SQLite's lock; on PostgreSQL on a worker thread), and answers each
 request only after that transaction committed. On SQLite that is one fsync
-(``synchronous=FULL``) for the whole batch; on PostgreSQL a fixed handful of
-round trips, so each ledger row lock is held for the batch's statements only.
+(``synchronous=FULL``) for the whole batch; on PostgreSQL two round trips,
+so each ledger row lock is held for the batch's last one only.
 
 While one batch is being written the next gathers, so a busy server writes
 large batches and a quiet one small ones. One batch is written at a time by
