@@ -235,7 +235,8 @@ def _meta(
         "sizes": args.sizes,
         "backends": backends,
         "postgresql": pg_note or "measured",
-        "server": "uvicorn --loop uvloop --http httptools --no-access-log, "
+        "server": "python -m openimpact.serving (uvicorn; with 2 workers each on a socket of "
+        "its own, as openimpact serve) --loop uvloop --http httptools --no-access-log, "
         "OPENIMPACT_RATE_LIMIT=off",
     }
 

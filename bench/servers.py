@@ -41,12 +41,14 @@ def _free_port() -> int:
 class Running:
     base_url: str
     log_path: Path
-    pid: int = 0  # uvicorn's (the supervisor's, with more than one worker)
+    pid: int = 0  # the server's (the supervisor's, with more than one worker)
 
 
 @contextlib.contextmanager
 def serve(factory: str, workers: int, env: dict[str, str], log_dir: Path) -> Iterator[Running]:
-    """uvicorn with uvloop and httptools, no access log, ``workers`` processes.
+    """uvicorn with uvloop and httptools, no access log, ``workers`` processes
+    as ``openimpact serve`` runs them (openimpact/serving.py: each worker
+    listens on a socket of its own).
 
     Both the ceiling and the server under test are started by this one
     function, so they differ only in the application.
@@ -55,7 +57,7 @@ def serve(factory: str, workers: int, env: dict[str, str], log_dir: Path) -> Ite
     log_path = log_dir / f"{factory.split(':')[0].replace('.', '_')}-{workers}w-{port}.log"
     root = Path(__file__).resolve().parent.parent
     cmd = [
-        sys.executable, "-m", "uvicorn", factory, "--factory",
+        sys.executable, "-m", "openimpact.serving", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers),
         "--loop", "uvloop", "--http", "httptools",
@@ -63,7 +65,7 @@ def serve(factory: str, workers: int, env: dict[str, str], log_dir: Path) -> Ite
     ]  # fmt: skip
     full_env = {**os.environ, **env, "PYTHONPATH": str(root)}
     with open(log_path, "w") as log:
-        # A session of its own, so stopping it reaches the uvicorn supervisor
+        # A session of its own, so stopping it reaches the supervisor
         # and its workers, and nothing else.
         proc = subprocess.Popen(
             cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -29,8 +29,18 @@ def _print_json(data: Any) -> None:
 # serve ---------------------------------------------------------------------
 
 
+def _at_least_one(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from openimpact import serving
 
     settings = get_settings()
     url = settings.sqlalchemy_url
@@ -67,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  open {base}/certificate/{created['completed_tracking_id']}")
             print(f"  open {base}/impact/{created['profile_slug']}   (the public profile)")
         sys.stdout.flush()
-    uvicorn.run(
+    serving.run(
         "openimpact.app:create_app",
         factory=True,
         host=args.host,
@@ -231,7 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="worker processes; with more than one, each listens on a socket of its own "
+        "(Linux), so connections are spread over them",
+    )
     serve.add_argument("--demo", action="store_true", help="create a demo account if none exists")
     serve.set_defaults(func=cmd_serve)
 
