@@ -64,6 +64,16 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def _listening(live: LiveServer) -> set[int]:
+    """The workers whose own socket listens (their application has started)."""
+    listeners = {
+        int(fields[9])
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())[3] == "0A" and int(fields[1].split(":")[1], 16) == live.port
+    }
+    return {pid for pid in _workers(live) if _socket_inodes(pid) & listeners}
+
+
 def _server_side_inodes(server_port: int) -> dict[int, int]:
     """Client port → inode of the server's end of each established loopback
     connection to ``server_port``."""
@@ -82,9 +92,12 @@ def live(sqlite_database: TestDatabase, tmp_path: Path) -> Iterator[LiveServer]:
         server_env(sqlite_database.url), workers=2, log=tmp_path / "server.log"
     ).start()
     try:
-        deadline = time.monotonic() + 30
-        while len(_workers(server)) < 2 and time.monotonic() < deadline:
+        # /healthz answers once one worker has started; the other listens
+        # once its own application has started.
+        deadline = time.monotonic() + 60
+        while len(_listening(server)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert len(_listening(server)) == 2
         yield server
     finally:
         server.stop()
@@ -134,14 +147,13 @@ def test_a_worker_that_dies_is_replaced_and_the_server_keeps_answering(
             break
         time.sleep(0.1)
     assert second in workers and len(workers) == 2, workers
-    # The new worker answers too, once its application has started.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        held = _connections_by_worker(live, 16)
-        if len(held) == 2:
-            break
-        time.sleep(0.2)
-    assert set(held) == set(workers)
+    # The new worker listens once its application has started, and then
+    # takes its share of new connections.
+    deadline = time.monotonic() + 60
+    while len(_listening(live)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _listening(live) == set(workers)
+    assert set(_connections_by_worker(live, 32)) == set(workers)
     for _ in range(20):
         assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
     assert live.log is not None
