@@ -2,10 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openimpact.db import Base, BigIntPK
+
+# The predicates of the partial indexes below. A query uses such an index
+# only when its own WHERE says as much: a claim names both columns IS NULL, a
+# feed query names event_type (IS NOT NULL, or equal to a type).
+PENDING = "delivered_ms IS NULL AND failed_ms IS NULL"
+TYPED = "event_type IS NOT NULL"
 
 
 class OutboxMessage(Base):
@@ -38,8 +44,41 @@ class OutboxMessage(Base):
     txid: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index(None, "delivered_ms", "failed_ms", "next_attempt_ms"),
+        # What the worker claims: the due messages of a kind, soonest first.
+        # Only what is still to be sent is in it: an event nobody listens to
+        # is settled as it is written and never enters it, and an email
+        # leaves it when sent or given up, so a backlog of one kind is never
+        # read by the claims of the other.
+        Index(
+            None,
+            "kind",
+            "next_attempt_ms",
+            "id",
+            sqlite_where=text(PENDING),
+            postgresql_where=text(PENDING),
+        ),
+        # The purge: events settled before the retention cutoff.
+        Index(None, "kind", "delivered_ms"),
         # The events feed, keyset by (txid, id), with and without a type.
-        Index(None, "account_id", "env", "kind", "txid", "id"),
-        Index(None, "account_id", "env", "event_type", "txid", "id"),
+        # Events only (an email has no type): the impact writer's email rows
+        # add nothing to them.
+        Index(
+            None,
+            "account_id",
+            "env",
+            "txid",
+            "id",
+            sqlite_where=text(TYPED),
+            postgresql_where=text(TYPED),
+        ),
+        Index(
+            None,
+            "account_id",
+            "env",
+            "event_type",
+            "txid",
+            "id",
+            sqlite_where=text(TYPED),
+            postgresql_where=text(TYPED),
+        ),
     )

@@ -257,15 +257,20 @@ def fail_due(session: Session, kind: str, now: int, reason: str, limit: int = FA
     of them), so nothing piles up; the reason is recorded on each. The caller
     repeats, a transaction each time, while a full chunk was given up."""
     o = _outbox
-    # Any ``limit`` of them, in the order of the due index: no sort of a backlog.
-    chunk = select(o.c.id).where(*_due(kind, now)).limit(limit)
-    return rowcount(
-        session.execute(
-            update(o)
-            .where(o.c.id.in_(chunk.scalar_subquery()), *_due(kind, now))
-            .values(failed_ms=now, last_error=reason)
-        )
+    # The soonest ``limit``, in the order of the partial due index
+    # (outbox/models.py): a backlog is neither sorted nor read whole. On
+    # PostgreSQL they are locked (SKIP LOCKED) as they are found, so one that
+    # another worker is sending or has just sent is never given up here.
+    given_up = sql.claim(
+        session.connection(),
+        o,
+        list(_due(kind, now)),
+        [o.c.next_attempt_ms, o.c.id],
+        limit,
+        {"failed_ms": now, "last_error": reason},
+        [o.c.id],
     )
+    return len(given_up)
 
 
 def record_delivered(session: Session, message_id: int, now: int) -> None:

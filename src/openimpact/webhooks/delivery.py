@@ -699,10 +699,10 @@ def purge(db: Database, now: int | None = None) -> int:
     the feed and the log keep; returns how many events went.
 
     An event goes 30 days after it was settled (fanned out to the endpoints,
-    or found to have none), which is moments after it was written: found by
-    ``delivered_ms``, the leading column of the outbox's queue index, so a
-    pass seeks instead of reading the whole outbox, as a filter on
-    ``created_ms`` (which no index leads with) did every few seconds."""
+    or found to have none), which is moments after it was written: found
+    through the outbox's (kind, delivered_ms) index, so a pass seeks instead
+    of reading the whole outbox, as a filter on ``created_ms`` (which no index
+    leads with) did every few seconds."""
     now = now if now is not None else now_ms()
     cutoff = now - RETENTION_DAYS * 86_400_000
 

@@ -356,6 +356,7 @@ def _subscribed(endpoint: WebhookEndpoint) -> Any:
         o.c.env == endpoint.env,
         o.c.endpoint_pk.is_(None),
         o.c.event_type.in_(types),
+        o.c.event_type.is_not(None),  # the feed index's own predicate (outbox/models.py)
     )
 
 
@@ -515,7 +516,10 @@ def list_events(
     if event_type is not None:
         query = query.where(o.c.event_type == event_type)
     else:
-        query = query.where(o.c.kind == outbox.EVENT, o.c.endpoint_pk.is_(None))
+        # event_type IS NOT NULL: the predicate of the feed's index (outbox/models.py).
+        query = query.where(
+            o.c.kind == outbox.EVENT, o.c.event_type.is_not(None), o.c.endpoint_pk.is_(None)
+        )
     settled = o.c.txid < _HORIZON_PG if postgres else o.c.txid.is_(None)
     query = query.where(settled)
     if cursor is not None:

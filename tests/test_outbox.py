@@ -1,0 +1,160 @@
+"""The outbox's indexes (outbox/models.py): the worker's claims of one kind
+never read through a backlog of the other, and the events feed is read from
+indexes that hold events only.
+
+What a statement read is counted by the database itself, not timed: on
+PostgreSQL the rows its scans returned (pg_stat_xact_user_tables and
+_indexes, for the current transaction), on SQLite the virtual machine's
+steps (a progress handler called every step)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from openimpact.auth import Caller
+from openimpact.config import driver_url
+from openimpact.db import Database
+from openimpact.migrate import prepare_database
+from openimpact.outbox import service as outbox
+from openimpact.pagination import CursorCodec
+from openimpact.timeutil import now_ms
+from openimpact.webhooks import delivery
+from openimpact.webhooks import service as webhooks
+from tests.conftest import _create_postgres_database, _drop_postgres_database
+
+BACKLOG = 3_000  # due emails: five seconds of a sale's checkouts with no SMTP server
+ALL = range(1, 301)  # accounts
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database of its own, so that no other test's rows are counted."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'outbox.db'}"
+        prepare_database(url)
+        database = Database(url)
+        yield database
+        database.dispose()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name, raw = _create_postgres_database(server)
+    try:
+        prepare_database(driver_url(raw))
+        database = Database(driver_url(raw))
+        yield database
+        database.dispose()
+    finally:
+        _drop_postgres_database(server, name)
+
+
+def _fill(db: Database, emails: int, events: int, accounts: Sequence[int] = ALL) -> None:
+    """``emails`` due emails and ``events`` settled events (nobody listens),
+    spread over ``accounts``, as the impact writer leaves them."""
+    now = now_ms() - 1_000
+
+    def fill(session: Session) -> None:
+        rows = [
+            outbox.message("email", accounts[n % len(accounts)], "production", {"n": n}, now)
+            for n in range(emails)
+        ]
+        for n in range(events):
+            account = accounts[n % len(accounts)]
+            event = outbox.event("impact.initiated", account, "production", {"n": n}, now)
+            event["delivered_ms"] = now
+            rows.append(event)
+        for start in range(0, len(rows), 500):
+            session.execute(outbox._outbox.insert(), rows[start : start + 500])
+
+    db.run_sync(fill, write=True)
+    if not db.is_sqlite:
+        db.run_sync(lambda s: s.execute(text("ANALYZE outbox")), write=True)
+
+
+def _work(db: Database, fn: Callable[[Session], Any]) -> int:
+    """What ``fn`` made the database read, in a transaction rolled back after."""
+    with db.connect(write=True) as conn, conn.begin() as transaction:
+        session = Session(bind=conn)
+        if db.is_sqlite:
+            steps = 0
+
+            def step() -> int:
+                nonlocal steps
+                steps += 1
+                return 0
+
+            driver = conn.connection.driver_connection
+            driver.set_progress_handler(step, 1)  # type: ignore[union-attr]
+            try:
+                fn(session)
+            finally:
+                driver.set_progress_handler(None, 1)  # type: ignore[union-attr]
+            transaction.rollback()
+            return steps
+        fn(session)
+        read = conn.execute(
+            # Rows its sequential scans read, and entries its index scans returned.
+            text(
+                "SELECT pg_stat_get_xact_tuples_returned('outbox'::regclass)"
+                " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)"
+                " FROM pg_index WHERE indrelid = 'outbox'::regclass)"
+            )
+        ).scalar_one()
+        transaction.rollback()
+        return int(read)
+
+
+def _claim_events(session: Session) -> None:
+    delivery.claim_events(session, now_ms(), 100, 60_000, 100)
+
+
+def _fail_ten(session: Session) -> None:
+    assert outbox.fail_due(session, "email", now_ms(), "no SMTP server", limit=10) == 10
+
+
+def test_the_event_claims_do_not_read_a_backlog_of_due_emails(db: Database) -> None:
+    _fill(db, 0, 200)
+    without = _work(db, _claim_events)
+    _fill(db, BACKLOG, 0)
+    with_backlog = _work(db, _claim_events)
+    # Through the old queue index (delivered_ms, failed_ms, next_attempt_ms)
+    # the claim and the give-up each read every due email.
+    assert with_backlog <= without * 2 + 50, (without, with_backlog)
+
+
+def test_giving_up_emails_reads_only_the_chunk(db: Database) -> None:
+    _fill(db, 20, 200)
+    small = _work(db, _fail_ten)
+    _fill(db, BACKLOG, 0)
+    large = _work(db, _fail_ten)
+    assert large <= small * 2 + 50, (small, large)
+
+
+def test_the_events_feed_reads_the_accounts_events_only(db: Database) -> None:
+    """Each feed query is read from its partial index (events only, by
+    account): it must say ``event_type IS NOT NULL`` (or name a type) for the
+    database to use it."""
+    codec = CursorCodec("outbox-test")
+    caller = Caller(7, "user", "shop@example.com", "Shop", "production", "hash")
+    expected = 10
+
+    def feed(event_type: str | None) -> Callable[[Session], Any]:
+        def read(session: Session) -> None:
+            events, _ = webhooks.list_events(session, caller, event_type, 100, None, codec)
+            assert len(events) == expected
+
+        return read
+
+    _fill(db, 0, 10, accounts=[7])
+    alone = {kind: _work(db, feed(kind)) for kind in (None, "impact.initiated")}
+    # Ten more events of account 7 among 2,990 of others, and 3,000 emails.
+    _fill(db, BACKLOG, BACKLOG)
+    expected = 20
+    among_others = {kind: _work(db, feed(kind)) for kind in (None, "impact.initiated")}
+    for kind, read in among_others.items():
+        assert read <= alone[kind] * 2 + 50, (kind, alone[kind], read)
