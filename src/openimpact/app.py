@@ -224,7 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_batch=settings.writer_max_batch,
             max_wait_ms=settings.writer_max_wait_ms,
             in_flight=settings.writer_in_flight,
-            events=Events(settings.events, settings.public_url),
+            events=Events.of_server(settings),
         )
         writer.start()
         stop = asyncio.Event()

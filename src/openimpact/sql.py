@@ -291,6 +291,8 @@ OUTBOX_COLUMNS = (
     ("next_attempt_ms", "bigint"),
     ("attempts", "integer"),
     ("delivered_ms", "bigint"),
+    ("failed_ms", "bigint"),
+    ("last_error", "text"),
     ("event_id", "varchar"),
     ("event_type", "varchar"),
     ("endpoint_pk", "bigint"),

@@ -208,3 +208,70 @@ class TestCompleted:
         assert inserts == [False] * 6
         completed = [p for p in _outbox(api, shop) if p["template"] == "impact_completed"]
         assert len(completed) == 25
+
+
+class TestNoSmtpServer:
+    """With no SMTP server, the worker gives up every email (``no SMTP server
+    configured``). When that worker runs in the server's own process, the
+    server records its impacts' emails so as it writes them; when the worker
+    runs as a process of its own, which may know an SMTP server the server
+    does not, they are queued for it."""
+
+    @staticmethod
+    def _emails(client: TestClient) -> list[OutboxMessage]:
+        from openimpact.accounts.models import Account
+
+        api = Api(client)
+        me = api.as_(api.account())
+        me.plant(1, customer_email="ana@example.com")
+        me.plant(2)  # no customer: no email
+        return api.db.run_sync(  # type: ignore[no-any-return]
+            lambda s: list(
+                s.scalars(
+                    select(OutboxMessage)
+                    .join(Account, Account.id == OutboxMessage.account_id)
+                    .where(Account.user_id == me.account.user_id, OutboxMessage.kind == "email")
+                )
+            )
+        )
+
+    def test_recorded_as_not_sent_when_written_by_a_server_that_runs_the_worker(
+        self, database: TestDatabase
+    ) -> None:
+        from openimpact.app import create_app
+        from openimpact.outbox.service import NO_SMTP
+
+        settings = database.settings(background_worker=True, worker_interval_seconds=3600)
+        with TestClient(create_app(settings)) as client:
+            (email,) = self._emails(client)
+            events = client.app.state.db.run_sync(  # type: ignore[attr-defined]
+                lambda s: s.scalars(
+                    select(OutboxMessage.delivered_ms).where(
+                        OutboxMessage.account_id == email.account_id, OutboxMessage.kind == "event"
+                    )
+                ).all()
+            )
+        assert (email.failed_ms, email.last_error, email.attempts) == (
+            email.created_ms,
+            NO_SMTP,
+            0,
+        )
+        assert email.delivered_ms is None and email.payload["customer"]["customer_email"]
+        assert len(events) == 2  # the events are written as ever
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"background_worker": False},  # the worker is a process of its own
+            {"background_worker": True, "smtp_url": "smtp://127.0.0.1:9"},
+        ],
+        ids=["worker-elsewhere", "smtp-server"],
+    )
+    def test_queued_otherwise(self, database: TestDatabase, overrides: dict[str, Any]) -> None:
+        from openimpact.app import create_app
+
+        settings = database.settings(worker_interval_seconds=3600, **overrides)
+        with TestClient(create_app(settings)) as client:
+            (email,) = self._emails(client)
+        assert email.failed_ms is None and email.last_error is None
+        assert email.delivered_ms is None

@@ -93,7 +93,7 @@ def _base_url(request: Request) -> str:
 
 def _events(request: Request) -> Events:
     """How a change made from the dashboard records its events."""
-    return Events(request.app.state.settings.events, _base_url(request))
+    return Events.of_server(request.app.state.settings, _base_url(request))
 
 
 def _is_fragment(request: Request, target: str) -> bool:

@@ -327,6 +327,8 @@ def write_batch(
             )
         results[i] = outcome
 
+    if events.emails_unsent is not None:
+        outbox.settle_unsent(outbox_rows, events.emails_unsent)
     # No savepoint: an Idempotency-Key conflict voids the whole batch, which
     # the caller rolls back and runs again (its lookup then replays).
     try:

@@ -381,7 +381,7 @@ def _base_url(
 
 def events_of(request: Request) -> Events:
     """How a change made by this request records its events."""
-    return Events(request.app.state.settings.events, public_base_url(request))
+    return Events.of_server(request.app.state.settings, public_base_url(request))
 
 
 @router.get(

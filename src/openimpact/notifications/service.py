@@ -35,7 +35,7 @@ from openimpact.timeutil import parse_iso_ms
 from openimpact.web import template_environment
 
 MAX_ATTEMPTS = outbox.MAX_ATTEMPTS
-NO_SMTP = "no SMTP server configured"
+NO_SMTP = outbox.NO_SMTP
 EMAIL = "email"
 
 _impacts = table(Impact)

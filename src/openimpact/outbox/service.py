@@ -83,14 +83,20 @@ _LISTENING = (
 )
 
 
+# Why an email is given up: the worker's reason, recorded on each message.
+NO_SMTP = "no SMTP server configured"
+
+
 @dataclass(frozen=True, slots=True)
 class Events:
-    """How a change records its events: whether at all (``OPENIMPACT_EVENTS``),
-    and the base of the certificate links in their data (the public URL, or
-    the request's; without either a link is a path)."""
+    """How a change records its events and messages: whether events at all
+    (``OPENIMPACT_EVENTS``); the base of the certificate links in their data
+    (the public URL, or the request's; without either a link is a path); and,
+    when the emails it queues cannot be sent, why (see :func:`unsent_reason`)."""
 
     enabled: bool = True
     base_url: str | None = None
+    emails_unsent: str | None = None
 
     def certificate_base(self) -> str:
         return (self.base_url or "").rstrip("/")
@@ -99,6 +105,38 @@ class Events:
     def of(cls, settings: Any) -> Events:
         """The events of a change made outside a request (the worker, commands)."""
         return cls(settings.events, settings.public_url)
+
+    @classmethod
+    def of_server(cls, settings: Any, base_url: str | None = None) -> Events:
+        """The events of a change the server makes (a request's: ``base_url``
+        is its public base): this process's own worker, if it runs one, is
+        the one that would send or give up its emails."""
+        return cls(settings.events, base_url or settings.public_url, unsent_reason(settings))
+
+
+def unsent_reason(settings: Any) -> str | None:
+    """Why this process's customer emails cannot be sent, or None.
+
+    With no SMTP server and the worker running in this very process, the
+    worker gives up every email it finds, with :data:`NO_SMTP`, a moment after
+    it was written: a second write of each row (an UPDATE per email, under
+    SQLite's write lock) that the writer saves by recording it so at once, as
+    it settles the events nobody listens to. When the worker runs as a
+    process of its own (``OPENIMPACT_BACKGROUND_WORKER=false`` here), it may
+    have an SMTP server this process does not know of: the emails are queued,
+    as they are for changes made by commands (:meth:`Events.of`)."""
+    if settings.background_worker and not settings.smtp_url:
+        return NO_SMTP
+    return None
+
+
+def settle_unsent(rows: Sequence[dict[str, Any]], reason: str) -> None:
+    """Record the emails among ``rows`` as given up for ``reason`` as they are
+    written: the worker never claims them; the row says why, as if it had."""
+    for row in rows:
+        if row["kind"] == "email" and row["failed_ms"] is None:
+            row["failed_ms"] = row["created_ms"]
+            row["last_error"] = reason
 
 
 def message(
@@ -114,6 +152,8 @@ def message(
         "next_attempt_ms": now,
         "attempts": 0,
         "delivered_ms": None,
+        "failed_ms": None,
+        "last_error": None,
         "event_id": None,
         "event_type": None,
         "endpoint_pk": None,
