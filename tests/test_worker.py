@@ -54,8 +54,8 @@ class Inbox:
 
 
 def deliver_all(db: Any, settings: Any, now: int | None = None) -> int:
-    """Deliver every due email, however many earlier tests left queued (the
-    worker takes at most EMAILS_PER_PASS a pass); the number sent."""
+    """Deliver every due email, however many earlier tests left queued (a
+    pass sends for at most EMAIL_PASS_SECONDS); the number sent."""
     sent = 0
     for _ in range(1000):
         counts = deliver_emails(db, settings, now=now)
@@ -162,6 +162,44 @@ class TestEmails:
         stored = _message(api, message_id)
         assert stored.attempts == MAX_ATTEMPTS
         assert stored.failed_ms is not None and stored.delivered_ms is None
+
+    def test_a_pass_drains_a_backlog_claim_after_claim_until_its_time_is_up(
+        self,
+        api: Api,
+        database: TestDatabase,
+        inbox: Inbox,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        import openimpact.worker as worker
+
+        settings = database.settings(smtp_url=f"smtp://127.0.0.1:{inbox.port}")
+        deliver_all(api.db, settings)  # what earlier tests left due
+        connections: list[Any] = []
+
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            import smtplib
+
+            connections.append(args)
+            return smtplib.SMTP(*args, **kwargs)
+
+        monkeypatch.setattr(worker, "EMAILS_PER_CLAIM", 10)
+        me = api.as_(api.account())
+        customers = [f"c{n}-{secrets.token_hex(3)}@example.com" for n in range(25)]
+        for customer in customers:
+            me.plant(1, customer_email=customer)
+        # Out of time after the first claim: one claim's worth.
+        monkeypatch.setattr(worker, "EMAIL_PASS_SECONDS", 0.0)
+        assert deliver_emails(api.db, settings, smtp_factory=connect)["sent"] == 10
+        # Then the rest in one pass, claim after claim, over one connection.
+        monkeypatch.setattr(worker, "EMAIL_PASS_SECONDS", 30.0)
+        connections.clear()
+        assert deliver_emails(api.db, settings, smtp_factory=connect) == {
+            "sent": 15,
+            "retried": 0,
+            "failed": 0,
+        }
+        assert len(connections) == 1
+        assert all(len(inbox.to(customer)) == 1 for customer in customers)
 
     def test_without_smtp_nothing_piles_up(self, api: Api, database: TestDatabase) -> None:
         _account, _customer, _created, message_id = _notified_impact(api)
