@@ -187,14 +187,18 @@ class TestEmails:
         customers = [f"c{n}-{secrets.token_hex(3)}@example.com" for n in range(25)]
         for customer in customers:
             me.plant(1, customer_email=customer)
+        # The process stopping: one claim's worth.
+        stopping = deliver_emails(api.db, settings, smtp_factory=connect, stopping=lambda: True)
+        assert stopping["sent"] == 10
         # Out of time after the first claim: one claim's worth.
         monkeypatch.setattr(worker, "EMAIL_PASS_SECONDS", 0.0)
         assert deliver_emails(api.db, settings, smtp_factory=connect)["sent"] == 10
         # Then the rest in one pass, claim after claim, over one connection.
         monkeypatch.setattr(worker, "EMAIL_PASS_SECONDS", 30.0)
+        monkeypatch.setattr(worker, "EMAILS_PER_CLAIM", 2)
         connections.clear()
         assert deliver_emails(api.db, settings, smtp_factory=connect) == {
-            "sent": 15,
+            "sent": 5,
             "retried": 0,
             "failed": 0,
         }

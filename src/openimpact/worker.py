@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import smtplib
 import ssl
@@ -117,8 +118,11 @@ def deliver_emails(
     settings: Settings,
     now: int | None = None,
     smtp_factory: SmtpFactory | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> dict[str, int]:
-    """One pass of email delivery; counts of sent, retried and failed messages."""
+    """One pass of email delivery; counts of sent, retried and failed messages.
+    It claims again while its claim was full, until its time is up or
+    ``stopping()``."""
     fixed = now  # a caller's "now" (tests: everything due); else the clock of each claim
     now = now if now is not None else now_ms()
     counts = {"sent": 0, "retried": 0, "failed": 0}
@@ -159,7 +163,7 @@ def deliver_emails(
                 for message in claimed:
                     _send_one(db, smtp, message, settings, counts, failed)
                     done += 1
-                if len(claimed) < EMAILS_PER_CLAIM or time.monotonic() >= deadline:
+                if len(claimed) < EMAILS_PER_CLAIM or time.monotonic() >= deadline or stopping():
                     break
                 claimed, done = claim(), 0
                 if not claimed:
@@ -231,16 +235,23 @@ def run_schedules(db: Database, settings: Settings) -> int:
 
 
 def run_once(
-    db: Database, settings: Settings, smtp_factory: SmtpFactory | None = None
+    db: Database,
+    settings: Settings,
+    smtp_factory: SmtpFactory | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """One pass of every job; a failing job is logged and does not stop the others."""
+    """One pass of every job; a failing job is logged and does not stop the
+    others. ``stopping`` says that the process is stopping: a long job ends at
+    its next step."""
     report: dict[str, Any] = {}
     jobs: dict[str, Callable[[], Any]] = {
         "sandbox_changes": lambda: advance_sandbox(db, settings),
         "scheduled_impacts": lambda: run_schedules(db, settings),
         "bonus_impacts": lambda: grant_bonuses(db, settings),
         "webhooks": lambda: webhooks.deliver_webhooks(db, settings),
-        "emails": lambda: deliver_emails(db, settings, smtp_factory=smtp_factory),
+        "emails": lambda: deliver_emails(
+            db, settings, smtp_factory=smtp_factory, stopping=stopping
+        ),
         "idempotency_keys_deleted": lambda: purge_idempotency_keys(db, settings),
         "events_deleted": lambda: webhooks.purge(db),
     }
@@ -256,7 +267,7 @@ def run_once(
 def run_forever(db: Database, settings: Settings, stop: threading.Event) -> None:
     """The ``openimpact worker`` loop, until ``stop`` is set."""
     while not stop.is_set():
-        report = run_once(db, settings)
+        report = run_once(db, settings, stopping=stop.is_set)
         if any(report.values()):
             log.info("worker pass: %s", report)
         stop.wait(settings.worker_interval_seconds)
@@ -267,7 +278,9 @@ async def run_in_background(db: Database, settings: Settings, stop: asyncio.Even
     event loop keeps serving requests."""
     while not stop.is_set():
         try:
-            await anyio.to_thread.run_sync(run_once, db, settings)
+            await anyio.to_thread.run_sync(
+                functools.partial(run_once, db, settings, stopping=stop.is_set)
+            )
         except Exception:  # never let the loop die with the server still up
             log.exception("worker pass failed")
         with contextlib.suppress(TimeoutError):
