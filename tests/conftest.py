@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 
 from openimpact.app import create_app
 from openimpact.config import Settings, driver_url
+from openimpact.db import Database
 from openimpact.migrate import prepare_database
 from tests.factories import Api
 
@@ -128,6 +129,29 @@ def postgresql_database(postgres_server: str) -> Iterator[TestDatabase]:
 def database(request: pytest.FixtureRequest) -> TestDatabase:
     """The test runs once per backend."""
     return request.getfixturevalue(f"{request.param}_database")
+
+
+@pytest.fixture(params=BACKENDS)
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database of the test's own, once per backend, removed after:
+    for tests that count what the database read, so that no other test's
+    rows are counted, or that need a database no ANALYZE has seen."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'own.db'}"
+        prepare_database(url)
+        database = Database(url)
+        yield database
+        database.dispose()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name, raw = _create_postgres_database(server)
+    try:
+        prepare_database(driver_url(raw))
+        database = Database(driver_url(raw))
+        yield database
+        database.dispose()
+    finally:
+        _drop_postgres_database(server, name)
 
 
 @pytest.fixture

@@ -1,16 +1,10 @@
 """The outbox's indexes (outbox/models.py): the worker's claims of one kind
 never read through a backlog of the other, and the events feed is read from
-indexes that hold events only.
-
-What a statement read is counted by the database itself, not timed: on
-PostgreSQL the rows its scans returned (pg_stat_xact_user_tables and
-_indexes, for the current transaction), on SQLite the virtual machine's
-steps (a progress handler called every step)."""
+indexes that hold events only, counted as tests/reads.py counts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,39 +12,21 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
-from openimpact.config import driver_url
 from openimpact.db import Database
-from openimpact.migrate import prepare_database
 from openimpact.outbox import service as outbox
 from openimpact.pagination import CursorCodec
 from openimpact.timeutil import now_ms
 from openimpact.webhooks import delivery
 from openimpact.webhooks import service as webhooks
-from tests.conftest import _create_postgres_database, _drop_postgres_database
+from tests.reads import reads
 
 BACKLOG = 3_000  # due emails: five seconds of a sale's checkouts with no SMTP server
 ALL = range(1, 301)  # accounts
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A database of its own, so that no other test's rows are counted."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'outbox.db'}"
-        prepare_database(url)
-        database = Database(url)
-        yield database
-        database.dispose()
-        return
-    server = request.getfixturevalue("postgres_server")
-    name, raw = _create_postgres_database(server)
-    try:
-        prepare_database(driver_url(raw))
-        database = Database(driver_url(raw))
-        yield database
-        database.dispose()
-    finally:
-        _drop_postgres_database(server, name)
+@pytest.fixture
+def db(own_database: Database) -> Database:
+    return own_database
 
 
 def _fill(db: Database, emails: int, events: int, accounts: Sequence[int] = ALL) -> None:
@@ -77,36 +53,8 @@ def _fill(db: Database, emails: int, events: int, accounts: Sequence[int] = ALL)
 
 
 def _work(db: Database, fn: Callable[[Session], Any]) -> int:
-    """What ``fn`` made the database read, in a transaction rolled back after."""
-    with db.connect(write=True) as conn, conn.begin() as transaction:
-        session = Session(bind=conn)
-        if db.is_sqlite:
-            steps = 0
-
-            def step() -> int:
-                nonlocal steps
-                steps += 1
-                return 0
-
-            driver = conn.connection.driver_connection
-            driver.set_progress_handler(step, 1)  # type: ignore[union-attr]
-            try:
-                fn(session)
-            finally:
-                driver.set_progress_handler(None, 1)  # type: ignore[union-attr]
-            transaction.rollback()
-            return steps
-        fn(session)
-        read = conn.execute(
-            # Rows its sequential scans read, and entries its index scans returned.
-            text(
-                "SELECT pg_stat_get_xact_tuples_returned('outbox'::regclass)"
-                " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)"
-                " FROM pg_index WHERE indrelid = 'outbox'::regclass)"
-            )
-        ).scalar_one()
-        transaction.rollback()
-        return int(read)
+    """What ``fn`` made the database read of the outbox (tests/reads.py)."""
+    return reads(db, "outbox", fn)[1]
 
 
 def _claim_events(session: Session) -> None:

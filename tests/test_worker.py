@@ -15,19 +15,27 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from openimpact.accounts.models import Account
+from openimpact.accounts.service import create_account
 from openimpact.app import create_app
+from openimpact.db import Database, table
 from openimpact.impacts.models import IdempotencyRecord, Impact
 from openimpact.notifications.service import MAX_ATTEMPTS, NO_SMTP, parse_smtp_url
 from openimpact.outbox.models import OutboxMessage
 from openimpact.timeutil import ms_to_iso, now_ms
 from openimpact.webhooks import delivery as webhooks
-from openimpact.worker import deliver_emails, purge_idempotency_keys, run_once
+from openimpact.worker import (
+    deliver_emails,
+    expire_idempotency_keys,
+    purge_idempotency_keys,
+    run_once,
+)
 from tests.conftest import TestDatabase
 from tests.factories import Api
 from tests.lifecycle.conftest import impact_row, set_impact
+from tests.reads import reads
 
 
 def _free_port() -> int:
@@ -408,3 +416,52 @@ def test_expired_idempotency_keys_go_a_chunk_per_transaction(
     assert left == set()
     again = caller.post("/v1/plant_tree", {"amount": 1}, idempotency_key="fresh")
     assert again.headers.get("idempotent-replayed") == "true"
+
+
+def test_a_pass_with_no_expired_key_reads_one_index_entry_whatever_the_statistics(
+    own_database: Database,
+) -> None:
+    """A fresh database (no planner statistics on PostgreSQL) of 5,000 keys,
+    none expired: the purge looks at the oldest and stops, where the chunk's
+    DELETE alone scans every key on PostgreSQL."""
+    db = own_database
+    account, _ = db.run_sync(
+        lambda s: create_account(s, email="keys@purge.example", name="Keys"), write=True
+    )
+    now = now_ms()
+    rows = [
+        {
+            "account_id": account.id,
+            "env": "production",
+            "key": f"k{n}",
+            "request_hash": "h",
+            "status_code": 200,
+            "response_body": "{}",
+            "created_ms": now - 1_000 + n // 10,
+        }
+        for n in range(5_000)
+    ]
+    db.run_sync(lambda s: s.execute(insert(table(IdempotencyRecord)), rows), write=True)
+    cutoff = now - 24 * 3_600_000
+
+    deleted, read = reads(
+        db, "idempotency_keys", lambda s: expire_idempotency_keys(s, cutoff, 1000)
+    )
+
+    assert deleted == 0
+    # PostgreSQL: index entries and rows returned; SQLite: its VM's steps.
+    assert read <= (30 if db.is_sqlite else 2), read
+    # And expired ones still go, oldest first, a chunk at a time.
+    db.run_sync(
+        lambda s: s.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key.in_(["k0", "k1", "k2"]))
+            .values(created_ms=cutoff - 1)
+        ),
+        write=True,
+    )
+    assert db.run_sync(expire_idempotency_keys, cutoff, 2, write=True) == 2
+    assert db.run_sync(expire_idempotency_keys, cutoff, 2, write=True) == 1
+    assert db.run_sync(expire_idempotency_keys, cutoff, 2, write=True) == 0
+    left = db.run_sync(lambda s: s.scalar(select(func.count()).select_from(IdempotencyRecord)))
+    assert left == 4_997

@@ -235,11 +235,19 @@ STORED_ANSWERS_PG = text(
     "SELECT * FROM idempotency_keys WHERE account_id = j.a AND env = j.e AND key = j.k LIMIT 1"
     ") AS i"
 )
+# Customers are sought as the first entry at or after each triple in their
+# unique index, kept only when it is that triple: only the unique index can
+# seek a row comparison of its own columns in their order and return its
+# entries in that order. Asked for the plain equalities, a database without
+# planner statistics (a fresh one, or autovacuum off) ties that index with
+# (account_id, env, onboarded_ms, id), picks the latter, and filters the
+# account's every customer by email for each one sought.
 FIND_CUSTOMERS_PG = text(
     "SELECT c.account_id, c.env, c.email_key, c.id, c.customer_id, c.email, c.name "
     f"FROM {recordset('p_slots', 'j', SLOT_COLUMNS)} CROSS JOIN LATERAL ("
-    "SELECT * FROM customers WHERE account_id = j.a AND env = j.e AND email_key = j.k LIMIT 1"
-    ") AS c"
+    "SELECT * FROM customers WHERE (account_id, env, email_key) >= (j.a, j.e, j.k) "
+    "ORDER BY account_id, env, email_key LIMIT 1"
+    ") AS c WHERE c.account_id = j.a AND c.env = j.e AND c.email_key = j.k"
 )
 CUSTOMER_COLUMNS = (
     ("customer_id", "varchar"),

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from openimpact.budgets import emails as budget_emails
 from openimpact.config import Settings
@@ -87,19 +88,29 @@ def purge_idempotency_keys(db: Database, settings: Settings, now: int | None = N
     one DELETE of them all would hold SQLite's write lock for that long."""
     now = now if now is not None else now_ms()
     cutoff = now - settings.idempotency_ttl_hours * 3_600_000
-    records = table(IdempotencyRecord)
-    chunk = (
-        select(records.c.id).where(records.c.created_ms < cutoff).limit(PURGE_CHUNK)
-    ).scalar_subquery()
     deleted = 0
     while True:
-        done = db.run_sync(
-            lambda s: rowcount(s.execute(delete(records).where(records.c.id.in_(chunk)))),
-            write=True,
-        )
+        done = db.run_sync(expire_idempotency_keys, cutoff, PURGE_CHUNK, write=True)
         deleted += done
         if done < PURGE_CHUNK:
             return deleted
+
+
+_keys = table(IdempotencyRecord)
+_OLDEST_KEY = select(func.min(_keys.c.created_ms))
+
+
+def expire_idempotency_keys(session: Session, cutoff: int, limit: int) -> int:
+    """Delete up to ``limit`` Idempotency-Key records created before
+    ``cutoff``; how many. The oldest record is looked at first, by the end of
+    the created_ms index whatever the planner's statistics: most passes find
+    nothing expired, and PostgreSQL without statistics (a fresh database, or
+    autovacuum off) would otherwise scan the whole table to find that out."""
+    oldest = session.scalar(_OLDEST_KEY)
+    if oldest is None or oldest >= cutoff:
+        return 0
+    chunk = (select(_keys.c.id).where(_keys.c.created_ms < cutoff).limit(limit)).scalar_subquery()
+    return rowcount(session.execute(delete(_keys).where(_keys.c.id.in_(chunk))))
 
 
 def _fail_all_due(db: Database, now: int, reason: str) -> int:
