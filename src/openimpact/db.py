@@ -326,8 +326,10 @@ class Database:
 
         PostgreSQL's planner chooses indexes from the statistics that
         autovacuum keeps; with it off, a growing table keeps the statistics of
-        its first ANALYZE (or none), and lookups by email or by queue state
-        can turn into scans of a whole account's rows on every write."""
+        its first ANALYZE (or none). Lookups of customers by email and the
+        worker's queues seek their indexes whatever the statistics, but other
+        queries (a purge of many expired keys, filtered lists) may then read
+        far more than they need."""
         if self.is_sqlite:
             return []
         with self.engine.connect() as conn:

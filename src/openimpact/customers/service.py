@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Subquery, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
@@ -15,6 +15,28 @@ from openimpact.pagination import CursorCodec, fingerprint
 from openimpact.timeutil import ms_to_iso
 
 
+def by_email(account_id: int, env: str, email_key: str) -> Subquery:
+    """The customer of this account and environment whose email key (the
+    address in lower case) is ``email_key``: at most one row, with every
+    column of customers. Sought as the writer seeks its batch's customers
+    (sql.FIND_CUSTOMERS_PG): the first entry at or after the triple in the
+    unique index, kept only if it is that triple, so that PostgreSQL without
+    planner statistics does not filter every customer of the account."""
+    c = table(Customer)
+    first = (
+        select(c)
+        .where(tuple_(c.c.account_id, c.c.env, c.c.email_key) >= tuple_(account_id, env, email_key))
+        .order_by(c.c.account_id, c.c.env, c.c.email_key)
+        .limit(1)
+        .subquery()
+    )
+    return (
+        select(first)
+        .where(first.c.account_id == account_id, first.c.env == env, first.c.email_key == email_key)
+        .subquery("customer")
+    )
+
+
 def list_customers(
     session: Session,
     caller: Caller,
@@ -24,15 +46,14 @@ def list_customers(
     descending: bool,
     codec: CursorCodec,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    c = table(Customer)
     scope = fingerprint(
         "customers", caller.account_id, caller.env, (email or "").lower(), descending
     )
+    # With an email, the list is that one customer or none.
+    c = table(Customer) if email is None else by_email(caller.account_id, caller.env, email.lower())
     stmt = select(c.c.id, c.c.customer_id, c.c.email, c.c.name, c.c.onboarded_ms).where(
         c.c.account_id == caller.account_id, c.c.env == caller.env
     )
-    if email is not None:
-        stmt = stmt.where(c.c.email_key == email.lower())
     if cursor is not None:
         after_ms, after_id = codec.decode(cursor, scope, 2)
         if descending:

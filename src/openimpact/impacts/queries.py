@@ -10,6 +10,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from openimpact.auth import Caller
+from openimpact.customers import service as customers
 from openimpact.customers.models import Customer
 from openimpact.db import table
 from openimpact.impacts.models import Impact
@@ -32,13 +33,8 @@ _S = TypeVar("_S", bound="Select[Any]")
 
 def _customer_pk(session: Session, caller: Caller, email: str) -> int | None:
     """The caller's customer with this email (any case), or None."""
-    return session.scalar(
-        select(_customers.c.id).where(
-            _customers.c.account_id == caller.account_id,
-            _customers.c.env == caller.env,
-            _customers.c.email_key == email.strip().lower(),
-        )
-    )
+    found = customers.by_email(caller.account_id, caller.env, email.strip().lower())
+    return session.scalar(select(found.c.id))
 
 
 def _narrowed(stmt: _S, types: tuple[str, ...], start: date | None, end: date | None) -> _S:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from openimpact.accounts.service import get_account
 from openimpact.commandline import base_url, in_transaction
-from openimpact.customers.models import Customer
+from openimpact.customers import service as customers
 from openimpact.errors import NotFound
 from openimpact.public import service
 from openimpact.public.service import UNSET
@@ -75,13 +75,10 @@ def cmd_customer_page(args: argparse.Namespace) -> int:
         account = get_account(session, args.user_id)
         customer_id = args.customer_id
         if customer_id is None:
-            customer_id = session.scalar(
-                select(Customer.customer_id).where(
-                    Customer.account_id == account.id,
-                    Customer.env == service.PUBLIC_ENV,
-                    Customer.email_key == args.customer_email.strip().lower(),
-                )
+            found = customers.by_email(
+                account.id, service.PUBLIC_ENV, args.customer_email.strip().lower()
             )
+            customer_id = session.scalar(select(found.c.customer_id))
             if customer_id is None:
                 raise NotFound("no production customer with this email")
         make = service.rotate_customer_page_link if args.rotate else service.customer_page_link
