@@ -1,9 +1,16 @@
 """A real HTTP receiver for webhook tests: a threaded server on 127.0.0.1
-that records every request and answers as the test tells it."""
+that records every request and answers as the test tells it.
+
+Its URL starts with a path of its own (``/<random>/hook``): a port is
+reused once freed, and endpoints of earlier tests in the same database may
+still have retries due to a receiver that listened on it. Requests outside
+that path are answered 404 and not recorded; recorded paths are shown
+without it (``/hook``, ``/hook/…``)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,21 +61,28 @@ class Receiver:
 @contextmanager
 def running(receiver: Receiver | None = None) -> Iterator[Receiver]:
     receiver = receiver or Receiver()
+    own = f"/{secrets.token_hex(6)}"
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length)
+            if not self.path.startswith(own + "/"):
+                self._answer(404, {}, b"")  # meant for an earlier receiver on this port
+                return
             got = Received(
-                self.path,
+                self.path[len(own) :],
                 {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
+                body,
                 time.time(),
             )
             with receiver.lock:
                 receiver.requests.append(got)
-            status, headers, body = receiver.respond(got)
+            self._answer(*receiver.respond(got))
+
+        def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -87,7 +101,7 @@ def running(receiver: Receiver | None = None) -> Iterator[Receiver]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}{own}/hook"
     try:
         yield receiver
     finally:
