@@ -492,9 +492,13 @@ class TestReviewedFaults:
         me.plant(1)
         other.plant(1)
         deliver(api)
-        (attempt,) = deliveries(me, made["id"])
-        assert attempt["response"] == "bad\ufffdanswer" and attempt["status_code"] == 500
-        assert sorted(r.path for r in rx.requests) == ["/hook/fine", "/hook/nul"]
+        # The 500 is retried within milliseconds: a slow pass may send it again.
+        attempts = deliveries(me, made["id"])
+        assert attempts
+        for attempt in attempts:
+            assert attempt["response"] == "bad\ufffdanswer" and attempt["status_code"] == 500
+        assert sorted(set(r.path for r in rx.requests)) == ["/hook/fine", "/hook/nul"]
+        assert [r.path for r in rx.requests].count("/hook/fine") == 1
 
     def test_waiting_for_a_turn_does_not_count_against_the_timeout(
         self, database: object, rx: Receiver
