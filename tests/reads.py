@@ -1,7 +1,7 @@
 """What a statement made the database read, counted by the database itself,
 not timed: on PostgreSQL the rows that scans of a table and its indexes
-returned in the current transaction (pg_stat_get_xact_tuples_returned: rows
-of sequential scans, entries of index scans), on SQLite the steps of its
+returned during the statement's transaction (pg_stat_get_xact_tuples_returned:
+rows of sequential scans, entries of index scans), on SQLite the steps of its
 virtual machine (a progress handler called every step), which cover every
 table the statement touched."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from openimpact.db import Database
@@ -39,15 +39,25 @@ def reads(db: Database, table_name: str, fn: Callable[[Session], T]) -> tuple[T,
                 finally:
                     driver.set_progress_handler(None, 1)  # type: ignore[union-attr]
                 return answer, steps
+            # The counts also hold what earlier transactions of this
+            # connection read and the backend has not yet reported: only
+            # the difference is fn's.
+            before = _returned(conn, table_name)
             answer = fn(session)
-            read = conn.execute(
-                text(
-                    "SELECT pg_stat_get_xact_tuples_returned(CAST(:t AS regclass))"
-                    " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)"
-                    " FROM pg_index WHERE indrelid = CAST(:t AS regclass))"
-                ),
-                {"t": table_name},
-            ).scalar_one()
-            return answer, int(read)
+            return answer, _returned(conn, table_name) - before
         finally:
             transaction.rollback()
+
+
+def _returned(conn: Connection, table_name: str) -> int:
+    """Rows and index entries that scans of ``table_name`` returned, as the
+    backend counts them until it reports them."""
+    read = conn.execute(
+        text(
+            "SELECT pg_stat_get_xact_tuples_returned(CAST(:t AS regclass))"
+            " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)"
+            " FROM pg_index WHERE indrelid = CAST(:t AS regclass))"
+        ),
+        {"t": table_name},
+    ).scalar_one()
+    return int(read)

@@ -166,11 +166,15 @@ def pg_own_transaction(conn: Connection) -> Iterator[None]:
 
 
 def pg_pipeline(
-    conn: Connection, steps: Sequence[tuple[Any, dict[str, Any]]], *, commit: bool = False
+    conn: Connection,
+    steps: Sequence[tuple[Any, dict[str, Any] | list[dict[str, Any]]]],
+    *,
+    commit: bool = False,
 ) -> list[list[tuple[Any, ...]]]:
     """Run ``steps`` (statement, parameters) in one round trip on
     PostgreSQL's driver connection, in the transaction of ``conn``, and then,
-    with ``commit``, COMMIT it: each statement's rows as plain tuples. Errors
+    with ``commit``, COMMIT it: each statement's rows as plain tuples (none
+    for a list of parameters, which runs the statement once for each). Errors
     are SQLAlchemy's, as from Connection.execute; a lost connection is
     invalidated (``connection_invalidated``)."""
     raw = conn.connection.driver_connection
@@ -186,7 +190,12 @@ def pg_pipeline(
                 raw.execute(statement)
             for stmt, params in steps:
                 statement = _pyformat(stmt)
-                cursors.append(raw.execute(statement, params))
+                if isinstance(params, list):
+                    cursor = raw.cursor()
+                    cursor.executemany(statement, params)
+                    cursors.append(cursor)
+                else:
+                    cursors.append(raw.execute(statement, params))
             if commit:
                 # A statement of the pipeline, not Connection.commit(), which
                 # would wait for its own sync before the pipeline's: the
@@ -267,9 +276,13 @@ VALID_KEYS_SQLITE = text(
     "SELECT key_hash FROM api_keys WHERE key_hash IN (SELECT value FROM json_each(:p_hashes)) "
     "AND revoked_ms IS NULL"
 )
+# One index seek per key (LATERAL with LIMIT 1, as above): with the list as
+# ``key_hash = ANY(...)``, the planner reads every API key of the platform
+# once the list is longer than a few.
 VALID_KEYS_PG = text(
-    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(CAST(:p_hashes AS text[])) "
-    "AND revoked_ms IS NULL"
+    "SELECT k.key_hash FROM unnest(CAST(:p_hashes AS text[])) AS h(hash) CROSS JOIN LATERAL ("
+    "SELECT key_hash FROM api_keys WHERE key_hash = h.hash AND revoked_ms IS NULL LIMIT 1"
+    ") AS k"
 )
 IMPACT_COLUMNS = (
     ("account_id", "bigint"),
@@ -366,10 +379,11 @@ def _insert_outbox_from_json(param: str) -> str:
     )
 
 
-# New customers and renamed ones, impacts, the daily series, outbox messages
-# and Idempotency-Keys in one statement (data-modifying CTEs) of fixed text:
-# one round trip per batch. An impact of a new customer names it by its email
-# key (``customer_key``), and takes the id its insert returned.
+# New customers, impacts, the daily series, outbox messages and
+# Idempotency-Keys in one statement (data-modifying CTEs) of fixed text: one
+# round trip per batch, with the renames of customers before it (one by one by
+# primary key). An impact of a new customer names it by its email key
+# (``customer_key``), and takes the id its insert returned.
 _IMPACT_VALUES = ", ".join(
     "COALESCE(r.customer_pk, c.id)" if name == "customer_pk" else f"r.{name}"
     for name, _ in IMPACT_COLUMNS
@@ -378,9 +392,6 @@ INSERT_ROWS_PG = text(
     "WITH c AS ("
     + insert_from_json("customers", "p_customers", CUSTOMER_COLUMNS)
     + " RETURNING id, account_id, env, email_key"
-    + "), n AS (UPDATE customers SET name = r.name FROM "
-    + recordset("p_renames", "r", (("pk", "bigint"), ("name", "varchar")))
-    + " WHERE customers.id = r.pk"
     + "), i AS (INSERT INTO impacts ("
     + ", ".join(name for name, _ in IMPACT_COLUMNS)
     + f") SELECT {_IMPACT_VALUES} FROM "
@@ -414,28 +425,17 @@ LEDGER_FIELDS = (
     ("now", "bigint"),
     *((c, "bigint") for c in LEDGER_COLUMNS),
 )
-# One UPDATE of every ledger row of a batch, returning each row's new
-# ``last_ms``: ``max(last + n, now + n - 1)`` makes the batch's n times
-# ``last - n + 1 … last`` strictly increasing after the row's previous ones, and
-# equal to the wall clock unless a burst runs ahead of it.
+# Every ledger row of a batch updated by its primary key, in the list's
+# order (which the writer sorts: two batches lock rows in one order and never
+# deadlock), returning each row's new ``last_ms``: ``max(last + n, now + n - 1)``
+# makes the batch's n times ``last - n + 1 … last`` strictly increasing after
+# the row's previous ones, and equal to the wall clock unless a burst runs
+# ahead of it; with n = 0, amounts given back for items refused after the
+# update, the clock unchanged (their milliseconds stay unused). A function
+# installed by migration 0009, which says why one UPDATE joined to the list
+# would not do; SQLite runs the same rule as one statement (below).
 LEDGER_PG = text(
-    f"UPDATE ledgers SET {LEDGER_SET} FROM {recordset('p_rows', 'v', LEDGER_FIELDS)} "
-    f"WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env {LEDGER_RETURNING}"
-)
-# What the ledger update took for items of the batch that were refused after
-# it (PostgreSQL, where it goes in the reads' round trip): subtracted again in
-# the batch's last round trip. Their milliseconds stay unused.
-LEDGER_GIVE_BACK_PG = text(
-    "UPDATE ledgers SET "
-    + ", ".join(f"{c} = ledgers.{c} - v.{c}" for c in LEDGER_COLUMNS)
-    + f" FROM {recordset('p_rows', 'v', (*LEDGER_FIELDS[:2], *LEDGER_FIELDS[4:]))} "
-    "WHERE ledgers.account_id = v.account_id AND ledgers.env = v.env"
-)
-LOCK_LEDGERS_PG = text(
-    "SELECT l.account_id FROM ledgers AS l "
-    f"JOIN {recordset('p_rows', 'v', LEDGER_FIELDS[:2])} "
-    "ON l.account_id = v.account_id AND l.env = v.env "
-    "ORDER BY l.account_id, l.env FOR UPDATE OF l"
+    "SELECT account_id, env, last_ms FROM openimpact_add_to_ledgers(CAST(:p_rows AS json))"
 )
 
 
@@ -468,16 +468,21 @@ def daily_upsert(dialect_name: str) -> Any:
 # by a second statement, after the lock: a statement that waited for a lock
 # sees the locked rows as committed since, but the rows it joined to them as
 # they were when it began.
+#
+# Each row is sought by its key (LATERAL with LIMIT 1, as the Idempotency-Keys
+# above) and locked as it is found: in the order of the list, which the
+# caller sorts.
 BUDGETS_PG = text(
     "SELECT b.account_id, b.env, b.monthly_cents "
-    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
-    "JOIN budgets AS b ON b.account_id = j.a AND b.env = j.e "
-    "ORDER BY b.account_id, b.env FOR UPDATE OF b"
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) CROSS JOIN LATERAL ("
+    "SELECT * FROM budgets WHERE account_id = j.a AND env = j.e LIMIT 1 FOR UPDATE"
+    ") AS b"
 )
 MONTHS_PG = text(
     "SELECT m.account_id, m.env, m.spent_cents, m.warned_ms, m.exceeded_ms "
-    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) "
-    "JOIN budget_months AS m ON m.account_id = j.a AND m.env = j.e AND m.month = :p_month"
+    "FROM json_to_recordset(CAST(:p_rows AS json)) AS j(a bigint, e varchar) CROSS JOIN LATERAL ("
+    "SELECT * FROM budget_months WHERE account_id = j.a AND env = j.e AND month = :p_month "
+    "LIMIT 1) AS m"
 )
 BUDGETS_SQLITE = text(
     "SELECT b.account_id, b.env, b.monthly_cents "

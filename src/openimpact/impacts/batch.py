@@ -380,18 +380,20 @@ def _insert_rows_pg(
     ]
     params = {
         "p_customers": orjson.dumps(customers.new_rows()).decode(),
-        "p_renames": orjson.dumps(customers.renames()).decode(),
         "p_impacts": orjson.dumps(impact_rows).decode(),
         "p_daily": orjson.dumps(daily_rows).decode(),
         "p_outbox": orjson.dumps(outbox_rows).decode(),
         "p_keys": orjson.dumps(idem_rows).decode(),
     }
-    steps = [_give_back(given_back)] if given_back else []
+    steps: list[tuple[Any, Any]] = [_give_back(given_back)] if given_back else []
+    renames = customers.renames()
+    if renames:  # one by one by primary key, as on SQLite
+        steps.append((_RENAME_CUSTOMER, [{"p_pk": r["pk"], "p_name": r["name"]} for r in renames]))
     sql.pg_pipeline(conn, [*steps, (sql.INSERT_ROWS_PG, params)], commit=commit)
 
 
 def _give_back(rows: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    return sql.LEDGER_GIVE_BACK_PG, {"p_rows": orjson.dumps(rows).decode()}
+    return sql.LEDGER_PG, {"p_rows": orjson.dumps(rows).decode()}
 
 
 def _done(results: list[Result | None]) -> list[Result]:
@@ -459,8 +461,6 @@ def _read(conn: Connection, items: Sequence[Pending], claimed: list[_Group], now
     found_budgets = next(answers)
     ledger: dict[tuple[int, str], int] = {}
     if claims:
-        if len(claims) > 1:
-            next(answers)  # the rows locked in order
         ledger = {(r[0], r[1]): r[2] for r in next(answers)}
     customers = {(r[0], r[1], r[2]): _customer_row(r[3:]) for r in next(answers)} if emails else {}
     return _Found(valid, stored, customers, found_budgets, ledger)
@@ -562,33 +562,30 @@ def _ledger_rows(groups: list[_Group], now: int) -> list[dict[str, Any]]:
 
 def _ledger_steps(groups: list[_Group], now: int) -> list[tuple[Any, dict[str, Any]]]:
     """PostgreSQL: the update of the ledger rows of ``groups`` (totals and
-    clock), returning each row's new ``last_ms``; with more than one row,
-    after locking them in one order, as every batch does, so that two
-    processes writing for the same accounts never deadlock."""
+    clock), returning each row's new ``last_ms``. The rows are updated, and
+    so locked, in the groups' order (account, environment), as every batch
+    does, so that two processes writing for the same accounts never
+    deadlock."""
     if not groups:
         return []
-    params = {"p_rows": orjson.dumps(_ledger_rows(groups, now)).decode()}
-    steps: list[tuple[Any, dict[str, Any]]] = []
-    if len(groups) > 1:
-        steps.append((sql.LOCK_LEDGERS_PG, params))
-    steps.append((sql.LEDGER_PG, params))
-    return steps
+    return [(sql.LEDGER_PG, {"p_rows": orjson.dumps(_ledger_rows(groups, now)).decode()})]
 
 
 def _given_back(
     claimed: list[_Group], written: dict[tuple[int, str], _Group]
 ) -> list[dict[str, Any]]:
     """PostgreSQL: what the claimed ledger rows took for items that were
-    refused, to subtract again (their milliseconds stay unused)."""
+    refused, as ledger rows that subtract it again and leave the clock (n = 0:
+    the refused items' milliseconds stay unused)."""
     back: list[dict[str, Any]] = []
     for group in claimed:
         kept = written.get((group.account_id, group.env))
         if kept is not None and len(kept.indexes) == len(group.indexes):
             continue
         deltas = {
-            c: group.deltas[c] - (kept.deltas[c] if kept is not None else 0) for c in LEDGER_COLUMNS
+            c: (kept.deltas[c] if kept is not None else 0) - group.deltas[c] for c in LEDGER_COLUMNS
         }
-        back.append({"account_id": group.account_id, "env": group.env, **deltas})
+        back.append({"account_id": group.account_id, "env": group.env, "n": 0, "now": 0, **deltas})
     return back
 
 
