@@ -15,7 +15,10 @@ it adds the totals to the row and, when ``n`` > 0, moves ``last_ms`` to
 are then ``last_ms - n + 1 … last_ms``, after every earlier one (n = 0 gives
 amounts back and leaves the clock). It returns each row's account, environment
 and new ``last_ms``. SQLite's writer runs the same rule as one statement
-(openimpact/sql.py, ``ledger_sqlite``).
+(openimpact/sql.py, ``ledger_sqlite``). A later migration that adds a total
+to ledgers replaces this function with one that adds it too (the
+reliability suite writes every impact type and compares totals with the
+records on both databases).
 
 Revision ID: 0009
 Revises: 0008
