@@ -18,14 +18,14 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from openimpact.accounts.service import create_account, hash_key
-from openimpact.auth import Caller, _lookup
-from openimpact.budgets.models import Budget, BudgetMonth, ImpactPrice
+from openimpact.auth import Caller
+from openimpact.budgets.models import BudgetMonth
 from openimpact.budgets.service import month_of
 from openimpact.customers.models import Customer
 from openimpact.db import Database, table
 from openimpact.impacts.batch import NewImpact, Pending, request_hash, write_batch
 from openimpact.timeutil import now_ms
+from tests.impacts.platform import callers, cap, price_trees
 from tests.reads import reads
 
 IN_BATCH = 8  # accounts of the measured batch
@@ -33,42 +33,31 @@ GROWTH = 300  # accounts added to the platform between the two measurements
 TABLES = ("ledgers", "api_keys", "budgets", "budget_months", "customers", "idempotency_keys")
 
 
+def _shop(session: Session, n: int, account_id: int) -> None:
+    """A budget cap, this month's spend and a customer named "Old"."""
+    cap(session, account_id)
+    session.execute(
+        insert(table(BudgetMonth)),
+        {"account_id": account_id, "env": "production", "month": month_of(now_ms()),
+         "spent_cents": 0},
+    )  # fmt: skip
+    session.execute(
+        insert(table(Customer)),
+        {"customer_id": f"C{n:012d}", "account_id": account_id, "env": "production",
+         "email": f"buyer@shop{n}.example", "email_key": f"buyer@shop{n}.example",
+         "name": "Old", "onboarded_ms": 1_000 + n},
+    )  # fmt: skip
+
+
 def _accounts(db: Database, first: int, count: int) -> list[Caller]:
-    """``count`` accounts, each with a budget cap, this month's spend and a
-    customer named "Old": the callers of their production keys."""
-
-    def create(session: Session) -> list[str]:
-        keys = []
-        for n in range(first, first + count):
-            account, made = create_account(session, email=f"shop{n}@grow.example", name=f"S{n}")
-            keys.append(made["production"].key)
-            session.execute(
-                insert(table(Budget)),
-                {"account_id": account.id, "env": "production", "monthly_cents": 10**9,
-                 "updated_ms": 0},
-            )  # fmt: skip
-            session.execute(
-                insert(table(BudgetMonth)),
-                {"account_id": account.id, "env": "production", "month": month_of(now_ms()),
-                 "spent_cents": 0},
-            )  # fmt: skip
-            session.execute(
-                insert(table(Customer)),
-                {"customer_id": f"C{n:012d}", "account_id": account.id, "env": "production",
-                 "email": f"buyer@shop{n}.example", "email_key": f"buyer@shop{n}.example",
-                 "name": "Old", "onboarded_ms": 1_000 + n},
-            )  # fmt: skip
-        return keys
-
-    keys = db.run_sync(create, write=True)
-    return [db.run_sync(_lookup, hash_key(key)) for key in keys]
+    return callers(db, range(first, first + count), "grow.example", _shop)
 
 
-def _batch(callers: list[Caller], round_: str) -> list[Pending]:
+def _batch(shops: list[Caller], round_: str) -> list[Pending]:
     """Two impacts per account: one renames its customer, one onboards a new
     one; each with its own Idempotency-Key and its key confirmed."""
     items = []
-    for n, caller in enumerate(callers):
+    for n, caller in enumerate(shops):
         shop = caller.user_id
         for email, name in (
             (f"buyer@shop{n}.example", f"New {round_}"),
@@ -105,23 +94,17 @@ def test_a_batch_reads_no_more_on_a_larger_platform(
     own_database: Database, analyzed: bool, accounts_in_batch: int
 ) -> None:
     db = own_database
-    db.run_sync(
-        lambda s: s.execute(
-            insert(table(ImpactPrice)),
-            {"impact_type": "tree_planted", "unit_cents": 50, "updated_ms": 0},
-        ),
-        write=True,
-    )
-    callers = _accounts(db, 0, IN_BATCH)[:accounts_in_batch]
+    price_trees(db)
+    shops = _accounts(db, 0, IN_BATCH)[:accounts_in_batch]
     if analyzed:
         db.run_sync(lambda s: s.execute(text("ANALYZE")), write=True)
-    small = _read(db, _batch(callers, "small"))
+    small = _read(db, _batch(shops, "small"))
 
     _accounts(db, IN_BATCH, GROWTH)
     if analyzed:
         # Statistics as autovacuum gathers them (SQLite's: sqlite_stat1).
         db.run_sync(lambda s: s.execute(text("ANALYZE")), write=True)
-    large = _read(db, _batch(callers, "large"))
+    large = _read(db, _batch(shops, "large"))
 
     # A scan of a table would read at least one entry more per account added
     # (PostgreSQL: each ledger and API key row; SQLite: several steps each).

@@ -10,17 +10,16 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openimpact.accounts.models import Ledger
-from openimpact.accounts.service import create_account, hash_key
-from openimpact.auth import Caller, _lookup
-from openimpact.budgets.models import Budget, ImpactPrice
-from openimpact.db import Database, table
+from openimpact.auth import Caller
+from openimpact.db import Database
 from openimpact.impacts.batch import NewImpact, Pending, write_batch
 from openimpact.impacts.models import Impact
 from openimpact.timeutil import now_ms
+from tests.impacts.platform import callers, cap, price_trees
 
 ACCOUNTS = 4
 WRITERS = 4
@@ -28,25 +27,10 @@ BATCHES = 15  # per writer
 
 
 def _callers(db: Database, capped: bool) -> list[Caller]:
-    def create(session: Session) -> list[str]:
-        keys = []
-        for n in range(ACCOUNTS):
-            account, made = create_account(session, email=f"s{n}@order.example", name=f"S{n}")
-            keys.append(made["production"].key)
-            if not capped:
-                continue
-            session.execute(
-                insert(table(Budget)),
-                {"account_id": account.id, "env": "production", "monthly_cents": 10**9,
-                 "updated_ms": 0},
-            )  # fmt: skip
-        session.execute(
-            insert(table(ImpactPrice)),
-            {"impact_type": "tree_planted", "unit_cents": 50, "updated_ms": 0},
-        )
-        return keys
-
-    return [db.run_sync(_lookup, hash_key(key)) for key in db.run_sync(create, write=True)]
+    price_trees(db)
+    return callers(
+        db, range(ACCOUNTS), "order.example", (lambda s, _, a: cap(s, a)) if capped else None
+    )
 
 
 def _tree(amount: int) -> NewImpact:
